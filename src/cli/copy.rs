@@ -1,0 +1,64 @@
+//! `grok-video-worker copy <url> s3://bucket/key`: the worker's copy path, from a shell.
+
+use std::sync::atomic::AtomicU64;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::StorageArgs,
+    storage::{CopyJob, Storage},
+};
+
+use super::OutputFormat;
+
+/// Flags of `copy`.
+#[derive(Args, Debug)]
+pub struct CopyCmd {
+    /// Source URL.
+    url: String,
+    /// Destination, `s3://bucket/key`.
+    destination: String,
+    /// Task id recorded in the object's metadata.
+    #[arg(long, default_value = "manual-copy")]
+    task_id: String,
+    /// Result format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+impl CopyCmd {
+    pub(super) async fn run(self) -> anyhow::Result<()> {
+        let Some((bucket, key)) = self.destination.strip_prefix("s3://").and_then(|d| d.split_once('/')) else {
+            anyhow::bail!("destination {:?} is not s3://bucket/key", self.destination);
+        };
+        let storage = Storage::new(self.storage.resolve()?).await?;
+        let job = CopyJob {
+            task_id: self.task_id,
+            video_url: self.url,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            model: String::new(),
+            actual_duration_seconds: None,
+        };
+        let cancel = CancellationToken::new();
+        let copied = AtomicU64::new(0);
+        let stored = tokio::select! {
+            r = storage.copy(&job, &copied, &cancel) => r?,
+            () = super::shutdown_signal() => {
+                cancel.cancel();
+                anyhow::bail!("interrupted");
+            }
+        };
+        match self.output {
+            OutputFormat::Json => println!("{}", serde_json::to_string(&stored)?),
+            OutputFormat::Text => println!(
+                "stored s3://{}/{} ({} bytes, sha256 {})",
+                stored.bucket, stored.key, stored.size_bytes, stored.sha256
+            ),
+        }
+        Ok(())
+    }
+}

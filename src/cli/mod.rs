@@ -1,0 +1,82 @@
+//! The command line: `worker`, `archive`, `copy` and `simulate`, each a thin layer over the
+//! library; user-facing output goes to stdout, logs to stderr.
+
+mod archive;
+mod copy;
+mod simulate;
+mod worker;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Durable Temporal worker that archives Grok videos into S3.
+#[derive(Parser, Debug)]
+#[command(name = "grok-video-worker", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "GROK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Result format of commands that print one.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object, for scripts.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the worker: poll the task queue and execute workflows and activities.
+    Worker(worker::WorkerCmd),
+    /// Start ArchiveVideo for an existing provider task (and wait for it with --wait).
+    Archive(archive::ArchiveCmd),
+    /// Copy one video URL into S3 with the worker's copy engine.
+    Copy(copy::CopyCmd),
+    /// Serve the provider simulator on loopback (for tests, the demo and benchmarks).
+    Simulate(simulate::SimulateCmd),
+}
+
+impl Cli {
+    /// Runs the chosen command; the error is what `main` prints.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Worker(cmd) => cmd.run().await,
+            Command::Archive(cmd) => cmd.run().await,
+            Command::Copy(cmd) => cmd.run().await,
+            Command::Simulate(cmd) => cmd.run().await,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

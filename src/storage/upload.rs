@@ -1,0 +1,217 @@
+//! S3 writes: one PutObject for small videos, a multipart upload with a bounded number of
+//! parts in flight for large ones, and the in-place metadata update that records the hash.
+
+use aws_sdk_s3::{
+    Client,
+    primitives::ByteStream,
+    types::{CompletedMultipartUpload, CompletedPart, MetadataDirective},
+};
+use bytes::Bytes;
+use futures::{StreamExt, stream::FuturesUnordered};
+use tokio::task::JoinHandle;
+
+use super::{CONTENT_TYPE, StorageError};
+
+type PartResult = Result<CompletedPart, StorageError>;
+
+/// A multipart upload under way.
+pub(super) struct Upload {
+    s3: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    next_part: i32,
+    in_flight: FuturesUnordered<JoinHandle<PartResult>>,
+    max_in_flight: usize,
+    done: Vec<CompletedPart>,
+}
+
+impl Upload {
+    pub(super) async fn start(
+        s3: &Client,
+        bucket: &str,
+        key: &str,
+        metadata: &[(String, String)],
+        max_in_flight: usize,
+    ) -> Result<Self, StorageError> {
+        let mut req = s3.create_multipart_upload().bucket(bucket).key(key).content_type(CONTENT_TYPE);
+        for (k, v) in metadata {
+            req = req.metadata(k, v);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| StorageError::s3("CreateMultipartUpload", bucket, key, e))?;
+        let upload_id = out.upload_id().unwrap_or_default().to_owned();
+        tracing::debug!(%bucket, %key, %upload_id, "multipart upload started");
+        Ok(Self {
+            s3: s3.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            upload_id,
+            next_part: 1,
+            in_flight: FuturesUnordered::new(),
+            max_in_flight,
+            done: Vec::new(),
+        })
+    }
+
+    /// Sends the next part; waits first while the maximum number of parts is in flight, so
+    /// memory stays bounded by `(max_in_flight + 1) × part size`.
+    pub(super) async fn push(&mut self, body: Bytes) -> Result<(), StorageError> {
+        while self.in_flight.len() >= self.max_in_flight {
+            self.finish_one().await?;
+        }
+        let number = self.next_part;
+        self.next_part += 1;
+        let (s3, bucket, key, upload_id) = (self.s3.clone(), self.bucket.clone(), self.key.clone(), self.upload_id.clone());
+        self.in_flight.push(tokio::spawn(async move {
+            let out = s3
+                .upload_part()
+                .bucket(&bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .content_length(body.len() as i64)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| StorageError::s3("UploadPart", &bucket, &key, e))?;
+            Ok(CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_owned))
+                .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+                .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
+                .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
+                .set_checksum_sha1(out.checksum_sha1().map(str::to_owned))
+                .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
+                .build())
+        }));
+        Ok(())
+    }
+
+    async fn finish_one(&mut self) -> Result<(), StorageError> {
+        if let Some(joined) = self.in_flight.next().await {
+            let part = joined.map_err(|e| StorageError::S3 {
+                op: "UploadPart",
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                code: None,
+                detail: format!("upload task failed: {e}"),
+            })??;
+            self.done.push(part);
+        }
+        Ok(())
+    }
+
+    /// Waits for the remaining parts and completes the upload; returns the ETag.
+    pub(super) async fn complete(&mut self) -> Result<String, StorageError> {
+        while !self.in_flight.is_empty() {
+            self.finish_one().await?;
+        }
+        self.done.sort_by_key(|p| p.part_number());
+        let parts = std::mem::take(&mut self.done);
+        let out = self
+            .s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| StorageError::s3("CompleteMultipartUpload", &self.bucket, &self.key, e))?;
+        self.upload_id.clear();
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    /// Aborts the upload so no parts are left behind; retried a few times, then logged.
+    pub(super) async fn abort(mut self) {
+        for handle in self.in_flight.iter() {
+            handle.abort();
+        }
+        while self.in_flight.next().await.is_some() {}
+        if self.upload_id.is_empty() {
+            return;
+        }
+        for attempt in 1..=3 {
+            match self
+                .s3
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&self.upload_id)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(bucket = %self.bucket, key = %self.key, upload_id = %self.upload_id, "multipart upload aborted");
+                    return;
+                }
+                Err(e) => {
+                    let err = StorageError::s3("AbortMultipartUpload", &self.bucket, &self.key, e);
+                    tracing::warn!(attempt, error = %err, "abort failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+                }
+            }
+        }
+        tracing::error!(bucket = %self.bucket, key = %self.key, upload_id = %self.upload_id,
+            "multipart upload left behind; a bucket lifecycle rule for incomplete uploads removes it");
+    }
+}
+
+/// One PutObject for a video smaller than a part; returns the ETag.
+pub(super) async fn put(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    body: Bytes,
+    metadata: &[(String, String)],
+) -> Result<String, StorageError> {
+    let mut req = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(CONTENT_TYPE)
+        .content_length(body.len() as i64)
+        .body(ByteStream::from(body));
+    for (k, v) in metadata {
+        req = req.metadata(k, v);
+    }
+    let out = req.send().await.map_err(|e| StorageError::s3("PutObject", bucket, key, e))?;
+    Ok(out.e_tag().unwrap_or_default().to_owned())
+}
+
+/// Records the final metadata (with the hash, known only at the end of a multipart upload)
+/// by a server-side copy of the object onto itself; returns the new ETag.
+pub(super) async fn set_metadata(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    metadata: &[(String, String)],
+) -> Result<String, StorageError> {
+    let source = format!("{bucket}/{}", urlencode_key(key));
+    let mut req = s3
+        .copy_object()
+        .bucket(bucket)
+        .key(key)
+        .copy_source(source)
+        .content_type(CONTENT_TYPE)
+        .metadata_directive(MetadataDirective::Replace);
+    for (k, v) in metadata {
+        req = req.metadata(k, v);
+    }
+    let out = req.send().await.map_err(|e| StorageError::s3("CopyObject", bucket, key, e))?;
+    Ok(out
+        .copy_object_result()
+        .and_then(|r| r.e_tag())
+        .unwrap_or_default()
+        .to_owned())
+}
+
+fn urlencode_key(key: &str) -> String {
+    key.split('/')
+        .map(|segment| url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20"))
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -1,0 +1,77 @@
+//! The worker process: connects to Temporal, registers the workflows and activities on the
+//! task queue, and runs until its shutdown signal, then drains within a grace period.
+
+use std::{future::Future, time::Duration};
+
+use grok_video_workflows::ArchiveVideo;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+use crate::{
+    activities::VideoActivities,
+    config::{ProviderConfig, StorageConfig, TemporalArgs},
+    provider::{ProviderClient, ProviderError},
+    storage::{Storage, StorageError},
+    temporal::{self, TemporalError},
+};
+
+/// How long the worker retries an unreachable Temporal server at start before giving up.
+const CONNECT_RETRY_FOR: Duration = Duration::from_secs(300);
+
+/// Everything the worker needs, validated.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Temporal connection and task queue.
+    pub temporal: TemporalArgs,
+    /// Provider API.
+    pub provider: ProviderConfig,
+    /// Copy engine.
+    pub storage: StorageConfig,
+    /// Time running activities get to finish after a shutdown signal.
+    pub grace_period: Duration,
+}
+
+/// Why the worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Temporal unreachable or misconfigured.
+    #[error(transparent)]
+    Temporal(#[from] TemporalError),
+    /// The provider client could not be built.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The copy engine could not be built.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The SDK refused the worker or stopped it.
+    #[error("Temporal worker: {0}")]
+    Sdk(String),
+}
+
+/// Runs the worker until `shutdown` resolves, then shuts down gracefully.
+pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+    let provider = ProviderClient::new(&settings.provider)?;
+    let storage = Storage::new(settings.storage.clone()).await?;
+    let client = temporal::connect(&settings.temporal, Some(CONNECT_RETRY_FOR)).await?;
+    let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| WorkerError::Sdk(e.to_string()))?;
+    let options = WorkerOptions::new(settings.temporal.task_queue.clone())
+        .register_workflow::<ArchiveVideo>()
+        .map_err(|e| WorkerError::Sdk(e.to_string()))?
+        .register_activities(VideoActivities::new(provider, storage))
+        .graceful_shutdown_period(settings.grace_period)
+        .build();
+    let mut worker = Worker::new(&runtime, client, options).map_err(|e| WorkerError::Sdk(e.to_string()))?;
+    let stop = worker.shutdown_handle();
+    tracing::info!(task_queue = %settings.temporal.task_queue, api = %settings.provider.base_url, "worker started");
+    let run = worker.run();
+    tokio::pin!(run);
+    tokio::select! {
+        result = &mut run => return result.map_err(|e| WorkerError::Sdk(e.to_string())),
+        () = shutdown => {
+            tracing::info!(grace_period = ?settings.grace_period, "shutdown requested: finishing running activities");
+            stop();
+        }
+    }
+    run.await.map_err(|e| WorkerError::Sdk(e.to_string()))?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! Deterministic workflow code of grok-video-worker, and the contracts of the activities it
+//! calls. Nothing here does I/O or reads a clock: time, timers and randomness come from the
+//! workflow context, so every workflow replays identically from its history.
+//!
+//! - [`archive`]: `ArchiveVideo`, wait for a provider task with durable timers, then copy.
+//! - [`poll`]: the poll loop itself, shared by every workflow that waits for a task.
+//! - [`schedule`]: pure functions for first-poll delay, interval, jitter and deadline.
+//! - [`activities`]: activity names and their input/output messages.
+//! - [`failures`]: the stable failure type names callers match on.
+
+pub mod activities;
+pub mod archive;
+pub mod failures;
+pub mod poll;
+pub mod schedule;
+
+pub use archive::ArchiveVideo;
+
+/// The task queue the worker listens on unless configured otherwise.
+pub const DEFAULT_TASK_QUEUE: &str = "grok-video";
+
+/// The workflow id for archiving one provider task: starting it twice never copies twice.
+pub fn archive_workflow_id(task_id: &str) -> String {
+    format!("archive-{task_id}")
+}

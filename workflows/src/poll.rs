@@ -1,0 +1,227 @@
+//! The poll loop: query the provider's task status, sleep on a durable workflow timer, repeat
+//! until the task is finished or the deadline passes. Shared by every workflow that waits.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use grok_video_proto::v1::{QueryVideoTaskRequest, VideoProgress, VideoStatus, VideoTask};
+use temporalio_workflow::{
+    ActivityExecutionError, ActivityOptions, RetryPolicy, TimerResult, WorkflowContext,
+    WorkflowResult, WorkflowTermination,
+    common::error::{ApplicationFailure, IncomingError},
+};
+
+use crate::{
+    activities::QueryVideoTask,
+    failures,
+    schedule::{self, Estimate, TaskShape},
+};
+
+/// Workflows that wait for a task keep their [`VideoProgress`] in their state.
+pub trait WaitsForVideo: Sized + 'static {
+    /// The progress record the poll loop updates and the `status` query reports.
+    fn progress(&mut self) -> &mut VideoProgress;
+}
+
+/// How one workflow waits: resolved from its request before the loop starts.
+#[derive(Debug, Clone)]
+pub struct PollPlan {
+    /// The provider's task id.
+    pub task_id: String,
+    /// An explicit wait before the first query; `None` queries at once, then waits for the
+    /// expected generation time counted from the task's creation.
+    pub first_poll_delay: Option<Duration>,
+    /// Time between queries of an unfinished task.
+    pub interval: Duration,
+    /// Time after the workflow's start at which waiting stops; `None` derives it from the
+    /// model's estimate.
+    pub deadline: Option<Duration>,
+    /// What the task is expected to be, before the provider says otherwise.
+    pub shape: TaskShape,
+}
+
+/// Runs the loop until the task is `completed` with a `video_url`, and returns it. Provider
+/// outcomes other than completion end the workflow with their stable failure type.
+pub async fn wait_for_video<W: WaitsForVideo>(
+    ctx: &mut WorkflowContext<W>,
+    plan: &PollPlan,
+) -> WorkflowResult<VideoTask> {
+    let started = ctx.info().start_time().unwrap_or(UNIX_EPOCH);
+    let mut shape = plan.shape.clone();
+    let mut estimate = schedule::estimate(&shape);
+    let mut completed_without_url = 0;
+    set_progress(ctx, |p| p.phase = "waiting".into());
+
+    if let Some(delay) = plan.first_poll_delay.filter(|d| !d.is_zero()) {
+        sleep(ctx, delay).await?;
+    }
+    loop {
+        let task = query(ctx, &plan.task_id).await?;
+        let now = unix_seconds(ctx.workflow_time());
+        set_progress(ctx, |p| {
+            p.polls += 1;
+            p.last_poll_at = now;
+            p.next_poll_at = 0;
+            p.provider_status = task.provider_status.clone();
+            if !task.model.is_empty() {
+                p.model = task.model.clone();
+            }
+        });
+        if !task.model.is_empty() && task.model != shape.model {
+            shape.model = task.model.clone();
+            estimate = schedule::estimate(&shape);
+        }
+        match task.status() {
+            VideoStatus::Completed if task.video_url.as_deref().is_some_and(|u| !u.is_empty()) => {
+                return Ok(task);
+            }
+            VideoStatus::Completed => {
+                completed_without_url += 1;
+                if completed_without_url > schedule::MAX_COMPLETED_WITHOUT_URL {
+                    return Err(fail(
+                        ctx,
+                        failures::VIDEO_URL_MISSING,
+                        format!(
+                            "task {} is completed but the provider gave no video_url in {} answers",
+                            plan.task_id, completed_without_url
+                        ),
+                    ));
+                }
+            }
+            VideoStatus::Failed => {
+                let reason = task.error.clone().unwrap_or_else(|| "no reason given".into());
+                return Err(fail(
+                    ctx,
+                    failures::VIDEO_GENERATION_FAILED,
+                    format!("video task {} failed at the provider: {reason}", plan.task_id),
+                ));
+            }
+            VideoStatus::Cancelled => {
+                return Err(fail(
+                    ctx,
+                    failures::VIDEO_TASK_CANCELLED,
+                    format!("video task {} was cancelled at the provider", plan.task_id),
+                ));
+            }
+            VideoStatus::Expired => {
+                return Err(fail(
+                    ctx,
+                    failures::VIDEO_TASK_EXPIRED,
+                    format!("video task {} expired at the provider", plan.task_id),
+                ));
+            }
+            _ => {}
+        }
+
+        let deadline = plan.deadline.unwrap_or_else(|| schedule::default_deadline(estimate));
+        let elapsed = since(ctx.workflow_time(), started);
+        let since_created = (task.created > 0).then(|| {
+            let created = UNIX_EPOCH + Duration::from_secs(task.created.unsigned_abs());
+            since(ctx.workflow_time(), created)
+        });
+        let delay = if plan.first_poll_delay.is_some() {
+            plan.interval
+        } else {
+            schedule::next_delay(plan.interval, since_created, estimate)
+        };
+        let delay = schedule::jitter(delay, ctx.random::<f64>());
+        let Some(delay) = schedule::bounded(delay, deadline.saturating_sub(elapsed)) else {
+            let polls = ctx.state_mut(|s| s.progress().polls);
+            return Err(fail(
+                ctx,
+                failures::VIDEO_TASK_TIMED_OUT,
+                format!(
+                    "video task {} not completed within {} s: last provider status {:?} after {polls} status queries",
+                    plan.task_id,
+                    deadline.as_secs(),
+                    task.provider_status
+                ),
+            ));
+        };
+        let next = now + delay.as_secs() as i64;
+        set_progress(ctx, |p| p.next_poll_at = next);
+        sleep(ctx, delay).await?;
+    }
+}
+
+/// Options of the status query: short attempts, retried with backoff for transient faults
+/// (429, 5xx, timeouts); the activity marks permanent ones non-retryable.
+pub fn query_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .schedule_to_start_timeout(Duration::from_secs(10 * 60))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(2))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(60))
+                .maximum_attempts(20)
+                .non_retryable_error_types(failures::NON_RETRYABLE.iter().copied())
+                .build(),
+        )
+        .build()
+}
+
+async fn query<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, task_id: &str) -> WorkflowResult<VideoTask> {
+    let input = QueryVideoTaskRequest {
+        task_id: task_id.to_owned(),
+    };
+    match ctx.execute_activity(QueryVideoTask, input, query_options()).await {
+        Ok(task) => Ok(task),
+        Err(err) => Err(surface(ctx, err)),
+    }
+}
+
+async fn sleep<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, delay: Duration) -> WorkflowResult<()> {
+    match ctx.timer(delay).await {
+        TimerResult::Fired => Ok(()),
+        TimerResult::Cancelled => Err(WorkflowTermination::cancelled()),
+    }
+}
+
+fn set_progress<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, f: impl FnOnce(&mut VideoProgress)) {
+    ctx.state_mut(|s| f(s.progress()));
+}
+
+/// Ends the workflow with a non-retryable application failure of a stable type.
+pub fn fail<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, type_name: &str, message: String) -> WorkflowTermination {
+    set_progress(ctx, |p| p.phase = "failed".into());
+    ApplicationFailure::builder(message)
+        .type_name(type_name.to_owned())
+        .non_retryable(true)
+        .build()
+        .into()
+}
+
+/// An activity's permanent failure becomes the workflow's failure with the same type name
+/// and message, so callers match one type whichever layer decided it; cancellation stays
+/// cancellation.
+pub fn surface<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, err: ActivityExecutionError) -> WorkflowTermination {
+    if let ActivityExecutionError::Cancelled(_) = err {
+        return WorkflowTermination::cancelled();
+    }
+    if let Some(IncomingError::Application(app)) = err.cause() {
+        if let Some(type_name) = app.type_name() {
+            let message = app
+                .failure()
+                .map(|f| f.message.clone())
+                .unwrap_or_else(|| app.source_error().to_string());
+            return fail(ctx, type_name, message);
+        }
+    }
+    set_progress(ctx, |p| p.phase = "failed".into());
+    err.into()
+}
+
+fn since(now: Option<SystemTime>, then: SystemTime) -> Duration {
+    now.and_then(|n| n.duration_since(then).ok()).unwrap_or_default()
+}
+
+fn unix_seconds(t: Option<SystemTime>) -> i64 {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The estimate for a shape, for callers that show expected times.
+pub fn expected(shape: &TaskShape) -> Estimate {
+    schedule::estimate(shape)
+}
