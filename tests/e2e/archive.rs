@@ -1,0 +1,239 @@
+//! ArchiveVideo end to end: real MP4 bytes from the simulator's video host into S3 through
+//! a real Temporal workflow, across worker and server restarts, and its failure paths.
+
+use std::time::Duration;
+
+use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
+use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use temporalio_client::{
+    Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowStartOptions,
+    errors::WorkflowGetResultError,
+};
+use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+
+use crate::stack::{API_KEY, Stack, eventually, fixture};
+
+const RESULT_WITHIN: Duration = Duration::from_secs(120);
+
+type Handle = WorkflowHandle<Client, ArchiveVideo>;
+
+fn request(stack: &Stack, task_id: &str) -> ArchiveVideoRequest {
+    ArchiveVideoRequest {
+        task_id: task_id.to_owned(),
+        bucket: stack.bucket.clone(),
+        first_poll_delay_seconds: Some(1),
+        poll_interval_seconds: Some(1),
+        deadline_seconds: Some(300),
+        ..Default::default()
+    }
+}
+
+async fn start(stack: &Stack, client: &Client, req: ArchiveVideoRequest) -> Handle {
+    let id = archive_workflow_id(&req.task_id);
+    client
+        .start_workflow(ArchiveVideo::run, req, WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build())
+        .await
+        .expect("start ArchiveVideo");
+    client.get_workflow_handle(id)
+}
+
+async fn result(handle: &Handle) -> Result<ArchivedVideo, WorkflowGetResultError> {
+    tokio::time::timeout(RESULT_WITHIN, handle.get_result(WorkflowGetResultOptions::default()))
+        .await
+        .expect("workflow result within the deadline")
+}
+
+/// The failure type and message a caller sees.
+fn failure_of(err: &WorkflowGetResultError) -> (String, String) {
+    let WorkflowGetResultError::Failed(incoming) = err else {
+        panic!("expected a failed workflow, got {err}");
+    };
+    let failure = incoming.failure();
+    let kind = match &failure.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) => info.r#type.clone(),
+        other => panic!("expected an application failure, got {other:?}"),
+    };
+    (kind, failure.message.clone())
+}
+
+async fn wait_for_polls(handle: &Handle, polls: u32) {
+    eventually("the workflow's first status queries", Duration::from_secs(60), || async {
+        handle
+            .query(ArchiveVideo::status, (), WorkflowQueryOptions::default())
+            .await
+            .is_ok_and(|p| p.polls >= polls && p.phase == "waiting")
+    })
+    .await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn archives_both_sample_videos_byte_exact() {
+    let stack = Stack::start("archive_both").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let client = stack.temporal.client().await;
+    let small = stack.sim.task(json!({"video": "grok_video3_6s_480p.mp4", "actual_duration": 6.04})).await;
+    let large = stack
+        .sim
+        .task(json!({"video": "grok_video3_30s_720p.mp4", "model": "grok_video3", "actual_duration": 30.0}))
+        .await;
+    let h_small = start(&stack, &client, request(&stack, &small)).await;
+    let h_large = start(&stack, &client, request(&stack, &large)).await;
+    let (r_small, r_large) = tokio::join!(result(&h_small), result(&h_large));
+
+    for (task, file, archived) in [
+        (&small, "grok_video3_6s_480p.mp4", r_small.expect("small video archived")),
+        (&large, "grok_video3_30s_720p.mp4", r_large.expect("large video archived")),
+    ] {
+        let source = std::fs::read(fixture(file)).unwrap();
+        assert_eq!(archived.task_id, *task);
+        assert_eq!(archived.bucket, stack.bucket);
+        assert_eq!(archived.key, format!("videos/{task}.mp4"));
+        assert_eq!(archived.size_bytes, source.len() as i64);
+        assert_eq!(archived.sha256, sha256_hex(&source));
+        assert_eq!(archived.model, "grok_video3");
+        assert_eq!(archived.content_type, "video/mp4");
+        assert!(archived.polls >= 2, "queued for 1 s + processing 2 s needs more than one poll");
+        let (stored, meta) = stack.object(&archived.key).await;
+        assert!(stored == source, "stored bytes of {file} differ from the source");
+        assert_eq!(meta.get("sha256"), Some(&archived.sha256));
+        assert_eq!(meta.get("task-id"), Some(task));
+    }
+    let stats = stack.sim.stats().await;
+    assert_eq!(stats["creates"], 0, "archiving never creates a task");
+    assert_eq!(stats["video_requests"], 2);
+    assert_eq!(stats["video_requests_with_auth"], 0, "the API key never goes to the video host");
+    assert_eq!(stack.open_uploads().await, 0);
+}
+
+#[tokio::test]
+async fn worker_killed_while_waiting_resumes_and_stores_one_object() {
+    let stack = Stack::start("worker_restart").await;
+    let mut worker = stack.worker("worker-1", Some(API_KEY));
+    let client = stack.temporal.client().await;
+    let task = stack
+        .sim
+        .task(json!({"video": "grok_video3_6s_480p.mp4", "queued_seconds": 2, "processing_seconds": 6}))
+        .await;
+    let handle = start(&stack, &client, request(&stack, &task)).await;
+    wait_for_polls(&handle, 1).await;
+    worker.kill();
+    let _worker = stack.worker("worker-2", Some(API_KEY));
+    let archived = result(&handle).await.expect("archived after the worker restart");
+    let source = std::fs::read(fixture("grok_video3_6s_480p.mp4")).unwrap();
+    assert_eq!(archived.sha256, sha256_hex(&source));
+    assert_eq!(stack.keys().await, vec![archived.key.clone()], "exactly one object");
+    assert_eq!(stack.object(&archived.key).await.0, source);
+    assert_eq!(stack.open_uploads().await, 0);
+}
+
+#[tokio::test]
+async fn temporal_server_restart_while_waiting_completes() {
+    let mut stack = Stack::start("server_restart").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let client = stack.temporal.client().await;
+    let task = stack
+        .sim
+        .task(json!({"video": "grok_video3_6s_480p.mp4", "queued_seconds": 2, "processing_seconds": 8}))
+        .await;
+    let handle = start(&stack, &client, request(&stack, &task)).await;
+    wait_for_polls(&handle, 1).await;
+    stack.temporal.restart().await;
+    // A new client: the old connection went down with the server.
+    let client = stack.temporal.client().await;
+    let handle: Handle = client.get_workflow_handle(archive_workflow_id(&task));
+    let archived = result(&handle).await.expect("archived after the server restart");
+    let source = std::fs::read(fixture("grok_video3_6s_480p.mp4")).unwrap();
+    assert_eq!(archived.size_bytes, source.len() as i64);
+    assert_eq!(stack.object(&archived.key).await.0, source);
+}
+
+#[tokio::test]
+async fn provider_failure_fails_the_workflow_and_writes_nothing() {
+    let stack = Stack::start("provider_failed").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let client = stack.temporal.client().await;
+    let task = stack
+        .sim
+        .task(json!({"outcome": "failed", "error": "content policy violation: prompt rejected", "queued_seconds": 0, "processing_seconds": 1}))
+        .await;
+    let handle = start(&stack, &client, request(&stack, &task)).await;
+    let err = result(&handle).await.expect_err("the workflow fails");
+    let (kind, message) = failure_of(&err);
+    assert_eq!(kind, "VideoGenerationFailed");
+    assert!(message.contains("content policy violation: prompt rejected"), "{message}");
+    assert!(stack.keys().await.is_empty(), "nothing written to S3");
+    assert_eq!(stack.sim.stats().await["video_requests"], 0);
+}
+
+#[tokio::test]
+async fn wrong_or_missing_api_key_never_leaks() {
+    let stack = Stack::start("api_key").await;
+
+    // No key at all: the worker refuses to start and says which setting is missing.
+    let mut keyless = stack.worker("worker-keyless", None);
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = keyless.child.try_wait().unwrap() {
+                return (status, keyless.log_text());
+            }
+            assert!(std::time::Instant::now() < deadline, "a worker without a key must exit");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!status.0.success());
+    assert!(status.1.contains("GROK_API_KEY"), "{}", status.1);
+
+    // A wrong key: the query fails as a non-retryable auth failure.
+    let wrong_key = "sk-wrong-LEAKCHECK-99b7";
+    let worker = stack.worker("worker-wrong-key", Some(wrong_key));
+    let client = stack.temporal.client().await;
+    let task = stack.sim.task(json!({"queued_seconds": 0, "processing_seconds": 0})).await;
+    let handle = start(&stack, &client, request(&stack, &task)).await;
+    let err = result(&handle).await.expect_err("the workflow fails");
+    let (kind, message) = failure_of(&err);
+    assert_eq!(kind, "ProviderAuthRejected");
+    assert!(message.contains("Invalid API key"), "{message}");
+    assert_eq!(stack.sim.stats().await["unauthorized"], 1, "an auth failure is not retried");
+
+    let history = stack.temporal.history_json(&archive_workflow_id(&task));
+    assert!(history.contains("ProviderAuthRejected"), "the exported history is the real one");
+    let logs = worker.log_text();
+    assert!(logs.contains("status query failed"), "debug logs were captured");
+    for secret in [wrong_key, API_KEY, "LEAKCHECK"] {
+        assert!(!history.contains(secret), "history leaks {secret}");
+        assert!(!logs.contains(secret), "worker logs leak {secret}");
+    }
+}
+
+#[tokio::test]
+async fn temporal_cli_starts_archive_with_plain_json() {
+    let stack = Stack::start("cli_json").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let task = stack.sim.task(json!({"video": "grok_video3_6s_480p.mp4"})).await;
+    let workflow_id = archive_workflow_id(&task);
+    // proto3 JSON names (lowerCamelCase) and proto field names are both accepted.
+    let input = json!({"taskId": task, "bucket": stack.bucket, "first_poll_delay_seconds": 1, "pollIntervalSeconds": 1}).to_string();
+    let out = stack.temporal.cli(&[
+        "workflow", "start", "--type", "ArchiveVideo", "--task-queue", &stack.task_queue, "--workflow-id", &workflow_id, "--input", &input,
+    ]);
+    assert!(out.status.success(), "temporal workflow start: {}", String::from_utf8_lossy(&out.stderr));
+    let client = stack.temporal.client().await;
+    let handle: Handle = client.get_workflow_handle(workflow_id.clone());
+    let archived = result(&handle).await.expect("archived");
+    let source = std::fs::read(fixture("grok_video3_6s_480p.mp4")).unwrap();
+    assert_eq!(archived.sha256, sha256_hex(&source));
+
+    // The result as the CLI shows it uses the proto field names.
+    let out = stack.temporal.cli(&["workflow", "result", "--workflow-id", &workflow_id, "--output", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("size_bytes") && text.contains(&archived.sha256), "{text}");
+}

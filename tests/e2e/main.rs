@@ -1,0 +1,5 @@
+//! Integration tests against real servers on loopback: the Temporal dev server, moto's S3
+//! server, the provider simulator and the worker binary. One binary, one module per suite.
+
+mod archive;
+mod stack;

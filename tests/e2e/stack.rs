@@ -1,0 +1,368 @@
+//! Real servers on loopback for the integration tests: the Temporal dev server, moto's S3
+//! server, the provider simulator and the worker, each a child process stopped on drop.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use aws_sdk_s3::Client as S3;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+
+/// The API key the simulator expects in tests: recognisable, so a leak is easy to find.
+pub const API_KEY: &str = "sk-test-LEAKCHECK-4f1d2a";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+fn tool(env: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".tools/bin").join(name));
+    assert!(
+        path.exists(),
+        "{} not found: run `make test` (or scripts/install-tools.sh) first, or set {env}",
+        path.display()
+    );
+    path
+}
+
+/// A port on 127.0.0.1 that is free now and that `bind(:0)` will not hand out again soon
+/// (its server side is left in TIME_WAIT), so servers that pick more ports do not take it.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    drop(server);
+    drop(client);
+    port
+}
+
+/// Polls `ready` until it holds or the deadline passes.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !ready().await {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A child process, killed and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Self {
+            child,
+            log,
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `within` for the exit; SIGKILL after that.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// The Temporal dev server with a SQLite file, so a restart keeps its state.
+pub struct Temporal {
+    pub proc: Proc,
+    pub port: u16,
+    pub db: PathBuf,
+    dir: PathBuf,
+}
+
+impl Temporal {
+    pub async fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let db = dir.join("temporal.db");
+        let proc = Self::spawn(dir, port, &db);
+        let t = Self {
+            proc,
+            port,
+            db,
+            dir: dir.to_owned(),
+        };
+        t.wait_ready().await;
+        t
+    }
+
+    fn spawn(dir: &Path, port: u16, db: &Path) -> Proc {
+        let metrics = free_port();
+        let http = free_port();
+        Proc::spawn(
+            "temporal",
+            Command::new(tool("GVW_TEMPORAL_BIN", "temporal"))
+                .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--log-level", "warn"])
+                .args(["--port", &port.to_string()])
+                .args(["--http-port", &http.to_string()])
+                .args(["--metrics-port", &metrics.to_string()])
+                .arg("--db-filename")
+                .arg(db),
+            dir,
+        )
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub async fn client(&self) -> Client {
+        let url = Url::parse(&format!("http://{}", self.address())).unwrap();
+        let connection = Connection::connect(ConnectionOptions::new(url).build()).await.unwrap();
+        Client::new(connection, ClientOptions::new("default").build()).unwrap()
+    }
+
+    async fn wait_ready(&self) {
+        let url = Url::parse(&format!("http://{}", self.address())).unwrap();
+        eventually("the Temporal dev server", Duration::from_secs(60), || {
+            let url = url.clone();
+            async move { Connection::connect(ConnectionOptions::new(url).build()).await.is_ok() }
+        })
+        .await;
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same port and database.
+    pub async fn restart(&mut self) {
+        self.proc.terminate(Duration::from_secs(20));
+        self.proc = Self::spawn(&self.dir, self.port, &self.db);
+        self.wait_ready().await;
+    }
+
+    /// `temporal workflow show --output json`: the history as the CLI exports it.
+    pub fn history_json(&self, workflow_id: &str) -> String {
+        let out = Command::new(tool("GVW_TEMPORAL_BIN", "temporal"))
+            .args(["workflow", "show", "--output", "json", "--address", &self.address(), "--workflow-id", workflow_id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "temporal workflow show: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the Temporal CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(tool("GVW_TEMPORAL_BIN", "temporal"))
+            .args(args)
+            .args(["--address", &self.address()])
+            .output()
+            .unwrap()
+    }
+}
+
+/// moto's S3 server.
+pub struct S3Server {
+    pub _proc: Proc,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub async fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let proc = Proc::spawn(
+            "s3",
+            Command::new(tool("GVW_MOTO_SERVER_BIN", "moto_server")).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            dir,
+        );
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        eventually("the S3 server", Duration::from_secs(30), || async move {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })
+        .await;
+        Self { _proc: proc, endpoint }
+    }
+
+    pub async fn client(&self) -> S3 {
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        S3::from_conf(conf)
+    }
+}
+
+/// The provider simulator, a real HTTP server.
+pub struct Simulator {
+    pub _proc: Proc,
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Simulator {
+    pub async fn start(dir: &Path) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_grok-video-worker"));
+        cmd.args(["simulate", "--listen", "127.0.0.1:0", "--queued-seconds", "1", "--processing-seconds", "2"])
+            .arg("--videos-dir")
+            .arg(repo().join("tests/fixtures"))
+            .env("GROK_API_KEY", API_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("start simulator");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("simulator printed its address");
+        let url = line.rsplit(' ').next().unwrap().to_owned();
+        Self {
+            _proc: Proc {
+                child,
+                log: dir.join("simulator.log"),
+            },
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Scripts a task; returns its id.
+    pub async fn task(&self, script: serde_json::Value) -> String {
+        let body: serde_json::Value = self
+            .http
+            .post(format!("{}/_sim/tasks", self.url))
+            .json(&script)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        self.http.get(format!("{}/_sim/stats", self.url)).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+/// Everything one test needs, in its own directory, task queue and bucket.
+pub struct Stack {
+    pub dir: PathBuf,
+    pub temporal: Temporal,
+    pub s3: S3Server,
+    pub sim: Simulator,
+    pub task_queue: String,
+    pub bucket: String,
+}
+
+impl Stack {
+    pub async fn start(test: &str) -> Self {
+        let dir = repo().join("target/e2e").join(test);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (temporal, s3, sim) = tokio::join!(Temporal::start(&dir), S3Server::start(&dir), Simulator::start(&dir));
+        let bucket = format!("videos-{}", test.replace('_', "-"));
+        s3.client().await.create_bucket().bucket(&bucket).send().await.unwrap();
+        Self {
+            dir,
+            temporal,
+            s3,
+            sim,
+            task_queue: format!("tq-{test}"),
+            bucket,
+        }
+    }
+
+    /// A worker process; `key` is the API key it is given (`None`: none at all).
+    pub fn worker(&self, name: &str, key: Option<&str>) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_grok-video-worker"));
+        cmd.arg("worker")
+            .env("RUST_LOG", "debug,h2=info,hyper=info,aws_smithy_runtime=info,aws_sdk_s3=info,rustls=info,tonic=info,tower=info")
+            .env("TEMPORAL_ADDRESS", self.temporal.address())
+            .env("GROK_TASK_QUEUE", &self.task_queue)
+            .env("GROK_API_BASE_URL", &self.sim.url)
+            .env("AWS_ENDPOINT_URL", &self.s3.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("GROK_S3_FORCE_PATH_STYLE", "true")
+            .env("GROK_ALLOW_HTTP_VIDEO_URLS", "true")
+            .env("GROK_ALLOW_PRIVATE_VIDEO_URLS", "true")
+            .env("GROK_SHUTDOWN_GRACE_SECONDS", "5")
+            .env_remove("GROK_API_KEY");
+        if let Some(key) = key {
+            cmd.env("GROK_API_KEY", key);
+        }
+        Proc::spawn(name, &mut cmd, &self.dir)
+    }
+
+    /// Every key in the test's bucket.
+    pub async fn keys(&self) -> Vec<String> {
+        let out = self.s3.client().await.list_objects_v2().bucket(&self.bucket).send().await.unwrap();
+        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+    }
+
+    /// Multipart uploads left open in the test's bucket.
+    pub async fn open_uploads(&self) -> usize {
+        let out = self.s3.client().await.list_multipart_uploads().bucket(&self.bucket).send().await.unwrap();
+        out.uploads().len()
+    }
+
+    pub async fn object(&self, key: &str) -> (Vec<u8>, std::collections::HashMap<String, String>) {
+        let out = self.s3.client().await.get_object().bucket(&self.bucket).key(key).send().await.unwrap();
+        let meta = out.metadata().cloned().unwrap_or_default();
+        let bytes = out.body.collect().await.unwrap().into_bytes().to_vec();
+        (bytes, meta)
+    }
+}
