@@ -250,3 +250,9 @@ stack_trap_cleanup() {
   trap 'stack_stop_all; trap - EXIT; exit 130' INT
   trap 'stack_stop_all; trap - EXIT; exit 143' TERM
 }
+
+# stack_track NAME PID: have stack_stop_all stop another process started by the caller
+# (the simulator, the worker), newest first like the servers.
+stack_track() {
+  _stack_record "$1" "$2" ""
+}

@@ -1,0 +1,18 @@
+# The two set-up commands: `make demo` (the main job on the embedded local stack) and
+# `make test` (all tests). Both install what they need into .tools/ first.
+.PHONY: demo test build tools clean
+
+demo:
+	scripts/demo.sh
+
+test:
+	scripts/test.sh
+
+build:
+	cargo build --release --bin grok-video-worker
+
+tools:
+	scripts/install-tools.sh
+
+clean:
+	rm -rf .stack target/e2e
