@@ -112,7 +112,7 @@ _stack_record() {  # NAME PID PIDFILE
   _STACK_NAMES+=("$1")
   _STACK_PIDS+=("$2")
   _STACK_PIDFILES+=("$3")
-  echo "$2" >"$3"
+  if [[ -n "$3" ]]; then echo "$2" >"$3"; fi
 }
 
 # _stack_wait NAME PID LOG CHECK-COMMAND...: poll CHECK until it succeeds,

@@ -217,7 +217,7 @@ fn body_of(shared: &Shared, task: &Task, status: &str) -> Value {
         "model": task.script.model.clone().unwrap_or_else(|| "grok_video3".to_owned()),
         "status": status,
         "video_url": completed.then(|| format!("{}/files/{video}", shared.base_url)),
-        "actualDuration": completed.then(|| task.script.actual_duration.unwrap_or(6.04)),
+        "actualDuration": completed.then(|| task.script.actual_duration.unwrap_or(if video.contains("30s") { 30.04 } else { 6.04 })),
         "error": (status == "failed").then(|| task.script.error.clone().unwrap_or_else(|| "generation failed".to_owned())),
     })
 }
