@@ -12,7 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let pool = protox::compile(files, ["."])?;
-    let descriptors = protox::prost_reflect::DescriptorPool::from_file_descriptor_set(pool.clone())?;
+    let descriptors =
+        protox::prost_reflect::DescriptorPool::from_file_descriptor_set(pool.clone())?;
 
     let mut config = Config::new();
     for message in descriptors.all_messages() {

@@ -27,6 +27,7 @@ _STACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Parallel arrays: pid, name, pidfile of each process started here.
 if [[ -z "${_STACK_PIDS+x}" ]]; then
+  _STACK_OWNER=$BASHPID
   _STACK_PIDS=()
   _STACK_NAMES=()
   _STACK_PIDFILES=()
@@ -89,22 +90,32 @@ _stack_kill_stale() {
   fi
 }
 
+# _stack_alive PID: true if PID exists and is not a zombie. No subshells here
+# or below: bash may run an EXIT trap again inside a $(...) forked from the
+# trap handler itself.
+_stack_alive() {
+  local st
+  kill -0 "$1" 2>/dev/null || return 1
+  read -r st 2>/dev/null <"/proc/$1/stat" || return 1
+  st=${st##*) }
+  [[ "${st%% *}" != Z ]]
+}
+
 # _stack_terminate PID: TERM, wait up to STACK_STOP_TIMEOUT s, then KILL.
 _stack_terminate() {
   local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STACK_STOP_TIMEOUT * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    # A zombie child of ours counts as gone once reaped below.
-    if [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == Z* ]]; then break; fi
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null && [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]; then
-    _stack_info "pid $pid ignored TERM for ${STACK_STOP_TIMEOUT}s, sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
+  if _stack_alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < STACK_STOP_TIMEOUT * 10; i++)); do
+      _stack_alive "$pid" || break
+      sleep 0.1
+    done
+    if _stack_alive "$pid"; then
+      _stack_info "pid $pid ignored TERM for ${STACK_STOP_TIMEOUT}s, sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
   fi
-  wait "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true   # reap it if it is our child
   return 0
 }
 
@@ -233,6 +244,9 @@ stack_start_s3() {
 # always returns 0 so it is safe under `set -e` and in traps.
 stack_stop_all() {
   local i
+  # Only the shell that started the processes stops them (not a subshell that
+  # inherited the list or the trap).
+  [[ "$BASHPID" == "$_STACK_OWNER" ]] || return 0
   for ((i = ${#_STACK_PIDS[@]} - 1; i >= 0; i--)); do
     _stack_terminate "${_STACK_PIDS[i]}"
     rm -f "${_STACK_PIDFILES[i]}"

@@ -57,7 +57,10 @@ impl VideoActivities {
         let attempt = ctx.info().attempt;
         let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
         if input.task_id.trim().is_empty() {
-            return Err(permanent(failures::INVALID_REQUEST, "QueryVideoTaskRequest.task_id is empty".into()));
+            return Err(permanent(
+                failures::INVALID_REQUEST,
+                "QueryVideoTaskRequest.task_id is empty".into(),
+            ));
         }
         match self.provider.get_task(&input.task_id).await {
             Ok(task) => {
@@ -66,8 +69,14 @@ impl VideoActivities {
             }
             Err(err) => {
                 tracing::warn!(task_id = %input.task_id, %workflow_id, attempt, error = %err, "status query failed");
-                let in_grace = matches!(err, ProviderError::NotFound { .. }) && attempt < NOT_FOUND_GRACE_ATTEMPTS;
-                Err(failure(err.failure_type(), err.to_string(), err.is_retryable() || in_grace, err.retry_after()))
+                let in_grace = matches!(err, ProviderError::NotFound { .. })
+                    && attempt < NOT_FOUND_GRACE_ATTEMPTS;
+                Err(failure(
+                    err.failure_type(),
+                    err.to_string(),
+                    err.is_retryable() || in_grace,
+                    err.retry_after(),
+                ))
             }
         }
     }
@@ -119,7 +128,12 @@ impl VideoActivities {
                     StorageError::NotAVideo { .. } => attempt < NOT_A_VIDEO_ATTEMPTS,
                     _ => err.is_retryable(),
                 };
-                Err(failure(err.failure_type(), err.to_string(), retryable, None))
+                Err(failure(
+                    err.failure_type(),
+                    err.to_string(),
+                    retryable,
+                    None,
+                ))
             }
         }
     }
@@ -129,7 +143,12 @@ fn permanent(type_name: &str, message: String) -> ActivityError {
     failure(type_name, message, false, None)
 }
 
-fn failure(type_name: &str, message: String, retryable: bool, next_retry_delay: Option<Duration>) -> ActivityError {
+fn failure(
+    type_name: &str,
+    message: String,
+    retryable: bool,
+    next_retry_delay: Option<Duration>,
+) -> ActivityError {
     ActivityError::application(
         ApplicationFailure::builder(message)
             .type_name(type_name.to_owned())

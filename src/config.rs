@@ -63,7 +63,11 @@ impl fmt::Display for ApiKey {
 pub struct TemporalArgs {
     /// Temporal frontend address (host:port). Unset: envconfig (TEMPORAL_ADDRESS, temporal.toml
     /// profile), else localhost:7233.
-    #[arg(long = "temporal-address", env = "TEMPORAL_ADDRESS", value_name = "HOST:PORT")]
+    #[arg(
+        long = "temporal-address",
+        env = "TEMPORAL_ADDRESS",
+        value_name = "HOST:PORT"
+    )]
     pub address: Option<String>,
     /// Temporal namespace. Unset: envconfig, else `default`.
     #[arg(long = "temporal-namespace", env = "TEMPORAL_NAMESPACE")]
@@ -103,20 +107,33 @@ impl ProviderArgs {
     pub fn resolve(&self) -> Result<ProviderConfig, ConfigError> {
         const BASE: &str = "--api-base-url / GROK_API_BASE_URL";
         const KEY: &str = "--api-key / GROK_API_KEY";
-        let base_url = Url::parse(self.api_base_url.trim_end_matches('/'))
-            .map_err(|e| ConfigError::new(BASE, format!("{:?} is not a URL: {e}", self.api_base_url)))?;
+        let base_url = Url::parse(self.api_base_url.trim_end_matches('/')).map_err(|e| {
+            ConfigError::new(BASE, format!("{:?} is not a URL: {e}", self.api_base_url))
+        })?;
         if !matches!(base_url.scheme(), "http" | "https") || base_url.cannot_be_a_base() {
-            return Err(ConfigError::new(BASE, format!("{:?} is not an http(s) URL", self.api_base_url)));
+            return Err(ConfigError::new(
+                BASE,
+                format!("{:?} is not an http(s) URL", self.api_base_url),
+            ));
         }
         let key = self.api_key.as_deref().map(str::trim).unwrap_or_default();
         if key.is_empty() {
-            return Err(ConfigError::new(KEY, "not set: the worker needs the provider API key"));
+            return Err(ConfigError::new(
+                KEY,
+                "not set: the worker needs the provider API key",
+            ));
         }
         if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(ConfigError::new(KEY, "contains whitespace or control characters"));
+            return Err(ConfigError::new(
+                KEY,
+                "contains whitespace or control characters",
+            ));
         }
         if self.api_timeout_seconds == 0 {
-            return Err(ConfigError::new("--api-timeout-seconds / GROK_API_TIMEOUT_SECONDS", "must be at least 1"));
+            return Err(ConfigError::new(
+                "--api-timeout-seconds / GROK_API_TIMEOUT_SECONDS",
+                "must be at least 1",
+            ));
         }
         Ok(ProviderConfig {
             base_url,
@@ -192,14 +209,23 @@ impl StorageArgs {
         if !(5..=512).contains(&self.part_size_mib) {
             return Err(ConfigError::new(
                 "--part-size-mib / GROK_S3_PART_SIZE_MIB",
-                format!("{} is outside 5..=512 (S3 parts are at least 5 MiB)", self.part_size_mib),
+                format!(
+                    "{} is outside 5..=512 (S3 parts are at least 5 MiB)",
+                    self.part_size_mib
+                ),
             ));
         }
         if !(1..=16).contains(&self.parts_in_flight) {
-            return Err(ConfigError::new("--parts-in-flight / GROK_S3_PARTS_IN_FLIGHT", "must be 1 to 16"));
+            return Err(ConfigError::new(
+                "--parts-in-flight / GROK_S3_PARTS_IN_FLIGHT",
+                "must be 1 to 16",
+            ));
         }
         if self.max_video_mib == 0 {
-            return Err(ConfigError::new("--max-video-mib / GROK_MAX_VIDEO_MIB", "must be at least 1"));
+            return Err(ConfigError::new(
+                "--max-video-mib / GROK_MAX_VIDEO_MIB",
+                "must be at least 1",
+            ));
         }
         if self.download_idle_timeout_seconds == 0 {
             return Err(ConfigError::new(
@@ -209,7 +235,10 @@ impl StorageArgs {
         }
         if let Some(endpoint) = &self.s3_endpoint_url {
             Url::parse(endpoint).map_err(|e| {
-                ConfigError::new("--s3-endpoint-url / GROK_S3_ENDPOINT_URL", format!("{endpoint:?}: {e}"))
+                ConfigError::new(
+                    "--s3-endpoint-url / GROK_S3_ENDPOINT_URL",
+                    format!("{endpoint:?}: {e}"),
+                )
             })?;
         }
         let key_prefix = self.key_prefix.trim_matches('/').to_owned();
@@ -255,9 +284,13 @@ mod tests {
 
     #[test]
     fn a_bad_base_url_names_the_setting_and_the_key_never_prints() {
-        let err = provider(Some("sk-secret"), "ftp://x").resolve().unwrap_err();
+        let err = provider(Some("sk-secret"), "ftp://x")
+            .resolve()
+            .unwrap_err();
         assert!(err.to_string().contains("GROK_API_BASE_URL"));
-        let ok = provider(Some("sk-secret"), "http://127.0.0.1:1/base/").resolve().unwrap();
+        let ok = provider(Some("sk-secret"), "http://127.0.0.1:1/base/")
+            .resolve()
+            .unwrap();
         assert_eq!(ok.base_url.as_str(), "http://127.0.0.1:1/base");
         assert!(!format!("{ok:?}").contains("sk-secret"));
     }

@@ -17,7 +17,9 @@ pub enum TemporalError {
     #[error("Temporal configuration (TEMPORAL_* / temporal.toml): {0}")]
     Config(String),
     /// The address flag is not usable.
-    #[error("invalid setting --temporal-address / TEMPORAL_ADDRESS: {0:?} is not host:port or a URL")]
+    #[error(
+        "invalid setting --temporal-address / TEMPORAL_ADDRESS: {0:?} is not host:port or a URL"
+    )]
     Address(String),
     /// The server did not answer.
     #[error("cannot connect to Temporal at {target}: {reason}")]
@@ -31,9 +33,13 @@ pub enum TemporalError {
 
 /// Connects a client. With `retry_for`, keeps retrying a server that does not answer yet
 /// for that long, logging each failure, instead of giving up at once.
-pub async fn connect(args: &TemporalArgs, retry_for: Option<Duration>) -> Result<Client, TemporalError> {
-    let (mut conn, mut client_opts) = ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
-        .map_err(|e| TemporalError::Config(e.to_string()))?;
+pub async fn connect(
+    args: &TemporalArgs,
+    retry_for: Option<Duration>,
+) -> Result<Client, TemporalError> {
+    let (mut conn, mut client_opts) =
+        ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
+            .map_err(|e| TemporalError::Config(e.to_string()))?;
     if let Some(address) = &args.address {
         conn.target = parse_address(address)?;
     }

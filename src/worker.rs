@@ -48,18 +48,23 @@ pub enum WorkerError {
 }
 
 /// Runs the worker until `shutdown` resolves, then shuts down gracefully.
-pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+pub async fn run(
+    settings: WorkerSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
     let provider = ProviderClient::new(&settings.provider)?;
     let storage = Storage::new(settings.storage.clone()).await?;
     let client = temporal::connect(&settings.temporal, Some(CONNECT_RETRY_FOR)).await?;
-    let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| WorkerError::Sdk(e.to_string()))?;
+    let runtime = Runtime::from_current_tokio(Default::default())
+        .map_err(|e| WorkerError::Sdk(e.to_string()))?;
     let options = WorkerOptions::new(settings.temporal.task_queue.clone())
         .register_workflow::<ArchiveVideo>()
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
         .register_activities(VideoActivities::new(provider, storage))
         .graceful_shutdown_period(settings.grace_period)
         .build();
-    let mut worker = Worker::new(&runtime, client, options).map_err(|e| WorkerError::Sdk(e.to_string()))?;
+    let mut worker =
+        Worker::new(&runtime, client, options).map_err(|e| WorkerError::Sdk(e.to_string()))?;
     let stop = worker.shutdown_handle();
     tracing::info!(task_queue = %settings.temporal.task_queue, api = %settings.provider.base_url, "worker started");
     let run = worker.run();

@@ -70,7 +70,9 @@ pub mod json {
                     VideoStatus::from_str_name(&upper)
                         .or_else(|| VideoStatus::from_str_name(&format!("VIDEO_STATUS_{upper}")))
                         .map(|v| v as i32)
-                        .ok_or_else(|| serde::de::Error::custom(format!("unknown VideoStatus {s:?}")))
+                        .ok_or_else(|| {
+                            serde::de::Error::custom(format!("unknown VideoStatus {s:?}"))
+                        })
                 }
             }
         }
@@ -96,10 +98,9 @@ mod tests {
 
     #[test]
     fn int64_and_enum_accept_every_proto3_json_form() {
-        let task: VideoTask = serde_json::from_str(
-            r#"{"id":"v","status":"completed","created":"1774836724"}"#,
-        )
-        .unwrap();
+        let task: VideoTask =
+            serde_json::from_str(r#"{"id":"v","status":"completed","created":"1774836724"}"#)
+                .unwrap();
         assert_eq!(task.status(), VideoStatus::Completed);
         assert_eq!(task.created, 1_774_836_724);
         let task: VideoTask =

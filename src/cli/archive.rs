@@ -10,8 +10,8 @@ use clap::Args;
 use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
 use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
 use temporalio_client::{
-    WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions,
-    WorkflowStartOptions, errors::WorkflowStartError,
+    WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowQueryOptions, WorkflowStartOptions, errors::WorkflowStartError,
 };
 
 use super::OutputFormat;
@@ -60,18 +60,27 @@ impl ArchiveCmd {
             deadline_seconds: self.deadline,
         };
         let workflow_id = archive_workflow_id(&self.task_id);
-        let options = WorkflowStartOptions::new(self.temporal.task_queue.clone(), workflow_id.clone())
-            // A running archive of the same task is joined, a finished one is not redone.
-            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
-            .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
-            .build();
-        let handle = match client.start_workflow(ArchiveVideo::run, request, options).await {
+        let options =
+            WorkflowStartOptions::new(self.temporal.task_queue.clone(), workflow_id.clone())
+                // A running archive of the same task is joined, a finished one is not redone.
+                .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+                .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+                .build();
+        let handle = match client
+            .start_workflow(ArchiveVideo::run, request, options)
+            .await
+        {
             Ok(handle) => {
-                eprintln!("workflow {workflow_id} started on task queue {}", self.temporal.task_queue);
+                eprintln!(
+                    "workflow {workflow_id} started on task queue {}",
+                    self.temporal.task_queue
+                );
                 handle
             }
             Err(WorkflowStartError::AlreadyStarted { .. }) => {
-                eprintln!("workflow {workflow_id} already completed for this task; reading its result");
+                eprintln!(
+                    "workflow {workflow_id} already completed for this task; reading its result"
+                );
                 client.get_workflow_handle(workflow_id.clone())
             }
             Err(e) => return Err(anyhow::anyhow!("start workflow {workflow_id}: {e}")),
@@ -120,7 +129,12 @@ impl ArchiveCmd {
             OutputFormat::Json => println!("{}", serde_json::to_string(&archived)?),
             OutputFormat::Text => println!(
                 "stored s3://{}/{}\n  size    {} bytes\n  sha256  {}\n  model   {}\n  polls   {}",
-                archived.bucket, archived.key, archived.size_bytes, archived.sha256, archived.model, archived.polls
+                archived.bucket,
+                archived.key,
+                archived.size_bytes,
+                archived.sha256,
+                archived.model,
+                archived.polls
             ),
         }
         Ok(())

@@ -31,7 +31,11 @@ pub struct CopyCmd {
 
 impl CopyCmd {
     pub(super) async fn run(self) -> anyhow::Result<()> {
-        let Some((bucket, key)) = self.destination.strip_prefix("s3://").and_then(|d| d.split_once('/')) else {
+        let Some((bucket, key)) = self
+            .destination
+            .strip_prefix("s3://")
+            .and_then(|d| d.split_once('/'))
+        else {
             anyhow::bail!("destination {:?} is not s3://bucket/key", self.destination);
         };
         let storage = Storage::new(self.storage.resolve()?).await?;

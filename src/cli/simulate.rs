@@ -33,11 +33,17 @@ pub struct SimulateCmd {
 impl SimulateCmd {
     pub(super) async fn run(self) -> anyhow::Result<()> {
         if !self.videos_dir.is_dir() {
-            anyhow::bail!("invalid setting --videos-dir / GROK_SIM_VIDEOS_DIR: {} is not a directory", self.videos_dir.display());
+            anyhow::bail!(
+                "invalid setting --videos-dir / GROK_SIM_VIDEOS_DIR: {} is not a directory",
+                self.videos_dir.display()
+            );
         }
-        let listener = TcpListener::bind(&self.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("invalid setting --listen / GROK_SIM_LISTEN: cannot bind {}: {e}", self.listen))?;
+        let listener = TcpListener::bind(&self.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting --listen / GROK_SIM_LISTEN: cannot bind {}: {e}",
+                self.listen
+            )
+        })?;
         let addr = listener.local_addr()?;
         // The one line scripts read to find the simulator.
         println!("simulator listening on http://{addr}");

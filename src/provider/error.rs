@@ -111,12 +111,28 @@ impl ProviderError {
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").to_owned());
         let code = status.as_u16();
         match code {
-            401 | 403 => Self::Auth { task_id, status: code, message },
+            401 | 403 => Self::Auth {
+                task_id,
+                status: code,
+                message,
+            },
             402 => Self::Balance { task_id, message },
-            400 | 422 => Self::Rejected { task_id, status: code, message },
+            400 | 422 => Self::Rejected {
+                task_id,
+                status: code,
+                message,
+            },
             404 => Self::NotFound { task_id, message },
-            429 => Self::RateLimited { task_id, retry_after, message },
-            _ => Self::Server { task_id, status: code, message },
+            429 => Self::RateLimited {
+                task_id,
+                retry_after,
+                message,
+            },
+            _ => Self::Server {
+                task_id,
+                status: code,
+                message,
+            },
         }
     }
 
@@ -124,7 +140,10 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. } | Self::Server { .. } | Self::Transport { .. } | Self::InvalidBody { .. }
+            Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Transport { .. }
+                | Self::InvalidBody { .. }
         )
     }
 
@@ -153,7 +172,11 @@ impl ProviderError {
 
 /// `Retry-After` as seconds or as an HTTP date, capped at ten minutes.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     let delay = match value.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
         Err(_) => humantime::parse_rfc3339_weak(value)
@@ -188,13 +211,26 @@ mod tests {
 
     #[test]
     fn statuses_map_to_stable_classes() {
-        let e = ProviderError::from_status("t", StatusCode::UNAUTHORIZED, None, br#"{"msg":"bad key"}"#);
+        let e = ProviderError::from_status(
+            "t",
+            StatusCode::UNAUTHORIZED,
+            None,
+            br#"{"msg":"bad key"}"#,
+        );
         assert_eq!(e.failure_type(), "ProviderAuthRejected");
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("bad key"));
-        let e = ProviderError::from_status("t", StatusCode::from_u16(524).unwrap(), None, b"<html><body>timeout</body></html>");
+        let e = ProviderError::from_status(
+            "t",
+            StatusCode::from_u16(524).unwrap(),
+            None,
+            b"<html><body>timeout</body></html>",
+        );
         assert!(e.is_retryable());
-        assert_eq!(ProviderError::from_status("t", StatusCode::PAYMENT_REQUIRED, None, b"").failure_type(), "ProviderBalanceExhausted");
+        assert_eq!(
+            ProviderError::from_status("t", StatusCode::PAYMENT_REQUIRED, None, b"").failure_type(),
+            "ProviderBalanceExhausted"
+        );
     }
 
     #[test]
@@ -202,7 +238,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         assert!(httpdate("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
     }

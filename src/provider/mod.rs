@@ -28,8 +28,9 @@ impl ProviderClient {
     /// Builds the client. Redirects are not followed: the API has no reason to redirect, and a
     /// redirect must never carry the key to another host.
     pub fn new(config: &ProviderConfig) -> Result<Self, ProviderError> {
-        let mut auth = header::HeaderValue::from_str(&format!("Bearer {}", config.api_key.expose()))
-            .map_err(|_| ProviderError::InvalidKey)?;
+        let mut auth =
+            header::HeaderValue::from_str(&format!("Bearer {}", config.api_key.expose()))
+                .map_err(|_| ProviderError::InvalidKey)?;
         auth.set_sensitive(true);
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -68,7 +69,12 @@ impl ProviderClient {
             .await
             .map_err(|e| ProviderError::transport(task_id, e))?;
         if status != StatusCode::OK {
-            return Err(ProviderError::from_status(task_id, status, retry_after, &body));
+            return Err(ProviderError::from_status(
+                task_id,
+                status,
+                retry_after,
+                &body,
+            ));
         }
         parse_task(&body, task_id)
     }
@@ -97,6 +103,9 @@ mod tests {
         })
         .unwrap();
         let url = client.endpoint(&["v1", "result", "video_a/b?c#d"]);
-        assert_eq!(url.as_str(), "https://api.example/kyy/v1/result/video_a%2Fb%3Fc%23d");
+        assert_eq!(
+            url.as_str(),
+            "https://api.example/kyy/v1/result/video_a%2Fb%3Fc%23d"
+        );
     }
 }

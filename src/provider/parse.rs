@@ -34,12 +34,17 @@ pub fn parse_task(body: &[u8], task_id: &str) -> Result<VideoTask, ProviderError
     let Some(raw_status) = obj.get("status").and_then(text) else {
         return Err(invalid(format!(
             "no status field{}",
-            parse_error_message(body).map(|m| format!(": {m}")).unwrap_or_default()
+            parse_error_message(body)
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
         )));
     };
     let status = normalise_status(&raw_status);
     Ok(VideoTask {
-        id: obj.get("id").and_then(text).unwrap_or_else(|| task_id.to_owned()),
+        id: obj
+            .get("id")
+            .and_then(text)
+            .unwrap_or_else(|| task_id.to_owned()),
         model: obj.get("model").and_then(text).unwrap_or_default(),
         status: status as i32,
         provider_status: raw_status,
@@ -65,10 +70,19 @@ pub fn parse_task(body: &[u8], task_id: &str) -> Result<VideoTask, ProviderError
 /// Maps the provider's status text, in any case, to the normalised status. Unknown texts
 /// become [`VideoStatus::Unknown`], which the poll loop treats as still running.
 pub fn normalise_status(raw: &str) -> VideoStatus {
-    match raw.trim().to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
+    match raw
+        .trim()
+        .to_ascii_lowercase()
+        .replace(['-', ' '], "_")
+        .as_str()
+    {
         "queued" | "pending" | "submitted" | "waiting" | "created" => VideoStatus::Queued,
-        "processing" | "in_progress" | "running" | "generating" | "started" => VideoStatus::Processing,
-        "completed" | "complete" | "succeeded" | "success" | "done" | "finished" => VideoStatus::Completed,
+        "processing" | "in_progress" | "running" | "generating" | "started" => {
+            VideoStatus::Processing
+        }
+        "completed" | "complete" | "succeeded" | "success" | "done" | "finished" => {
+            VideoStatus::Completed
+        }
         "failed" | "failure" | "error" => VideoStatus::Failed,
         "cancelled" | "canceled" => VideoStatus::Cancelled,
         "expired" => VideoStatus::Expired,
@@ -98,7 +112,9 @@ fn message_of(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         Value::Object(map) => {
-            let message = ["message", "msg", "detail"].iter().find_map(|k| map.get(*k).and_then(text));
+            let message = ["message", "msg", "detail"]
+                .iter()
+                .find_map(|k| map.get(*k).and_then(text));
             let code = map.get("code").or_else(|| map.get("type")).and_then(text);
             match (message, code) {
                 (Some(m), Some(c)) => Some(format!("{m} ({c})")),
@@ -181,17 +197,28 @@ mod tests {
         assert_eq!(normalise_status("In_Progress"), VideoStatus::Processing);
         assert_eq!(normalise_status("canceled"), VideoStatus::Cancelled);
         assert_eq!(normalise_status("weird"), VideoStatus::Unknown);
-        let wrapped = parse_task(br#"{"code":0,"data":{"status":"failed","error":"policy"}}"#, "t").unwrap();
+        let wrapped = parse_task(
+            br#"{"code":0,"data":{"status":"failed","error":"policy"}}"#,
+            "t",
+        )
+        .unwrap();
         assert_eq!(wrapped.status(), VideoStatus::Failed);
         assert_eq!(wrapped.error.as_deref(), Some("policy"));
     }
 
     #[test]
     fn error_bodies_of_every_shape_yield_the_message() {
-        assert_eq!(parse_error_message(br#"{"code":401,"message":"bad key"}"#).unwrap(), "bad key");
-        assert_eq!(parse_error_message(br#"{"msg":"slow down"}"#).unwrap(), "slow down");
         assert_eq!(
-            parse_error_message(br#"{"error":{"message":"nope","type":"invalid_request"}}"#).unwrap(),
+            parse_error_message(br#"{"code":401,"message":"bad key"}"#).unwrap(),
+            "bad key"
+        );
+        assert_eq!(
+            parse_error_message(br#"{"msg":"slow down"}"#).unwrap(),
+            "slow down"
+        );
+        assert_eq!(
+            parse_error_message(br#"{"error":{"message":"nope","type":"invalid_request"}}"#)
+                .unwrap(),
             "nope (invalid_request)"
         );
         assert_eq!(
@@ -199,7 +226,12 @@ mod tests {
             "524 A timeout occurred"
         );
         assert_eq!(parse_error_message(b""), None);
-        assert!(parse_error_message(&[b'x'; 5000]).unwrap().chars().count() <= MAX_MESSAGE_CHARS + 1);
-        assert!(matches!(parse_task(b"<html>oops</html>", "t"), Err(ProviderError::InvalidBody { .. })));
+        assert!(
+            parse_error_message(&[b'x'; 5000]).unwrap().chars().count() <= MAX_MESSAGE_CHARS + 1
+        );
+        assert!(matches!(
+            parse_task(b"<html>oops</html>", "t"),
+            Err(ProviderError::InvalidBody { .. })
+        ));
     }
 }

@@ -112,7 +112,9 @@ pub async fn serve(
         .route("/_sim/tasks", post(script_task))
         .route("/_sim/stats", get(stats))
         .with_state(shared);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 type AppState = State<Arc<Shared>>;
@@ -140,11 +142,18 @@ fn unauthorized() -> Response {
 fn new_task(shared: &Shared, script: TaskScript) -> Arc<Task> {
     let task = Arc::new(Task {
         id: format!("video_{}", uuid::Uuid::new_v4()),
-        created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
         started: Instant::now(),
         script,
     });
-    shared.tasks.lock().expect("tasks lock").insert(task.id.clone(), task.clone());
+    shared
+        .tasks
+        .lock()
+        .expect("tasks lock")
+        .insert(task.id.clone(), task.clone());
     task
 }
 
@@ -154,14 +163,40 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: axum::body::B
     }
     shared.stats.creates.fetch_add(1, Ordering::Relaxed);
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"code": 400, "message": "body is not JSON"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"code": 400, "message": "body is not JSON"})),
+        )
+            .into_response();
     };
-    let model = request.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if !["grok_video3", "grok_video3_pro", "grok_video3_max", "grok_video3_stable"].contains(&model.as_str()) {
-        return (StatusCode::BAD_REQUEST, Json(json!({"code": 400, "message": format!("unsupported model: {model}")}))).into_response();
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if ![
+        "grok_video3",
+        "grok_video3_pro",
+        "grok_video3_max",
+        "grok_video3_stable",
+    ]
+    .contains(&model.as_str())
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"code": 400, "message": format!("unsupported model: {model}")})),
+        )
+            .into_response();
     }
-    let duration = request.get("duration").and_then(Value::as_f64).unwrap_or(10.0);
-    let video = if duration > 10.0 { "grok_video3_30s_720p.mp4" } else { "grok_video3_6s_480p.mp4" };
+    let duration = request
+        .get("duration")
+        .and_then(Value::as_f64)
+        .unwrap_or(10.0);
+    let video = if duration > 10.0 {
+        "grok_video3_30s_720p.mp4"
+    } else {
+        "grok_video3_6s_480p.mp4"
+    };
     let task = new_task(
         &shared,
         TaskScript {
@@ -177,7 +212,11 @@ async fn script_task(State(shared): AppState, Json(script): Json<TaskScript>) ->
     if let Some(video) = &script.video
         && !shared.config.videos_dir.join(video).is_file()
     {
-        return (StatusCode::BAD_REQUEST, Json(json!({"message": format!("no video {video} in the videos directory")}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": format!("no video {video} in the videos directory")})),
+        )
+            .into_response();
     }
     let task = new_task(&shared, script);
     Json(body_of(&shared, &task, "queued")).into_response()
@@ -190,11 +229,21 @@ async fn result(State(shared): AppState, headers: HeaderMap, Path(id): Path<Stri
     shared.stats.queries.fetch_add(1, Ordering::Relaxed);
     let task = shared.tasks.lock().expect("tasks lock").get(&id).cloned();
     let Some(task) = task else {
-        return (StatusCode::NOT_FOUND, Json(json!({"code": 404, "message": format!("task {id} not found")}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"code": 404, "message": format!("task {id} not found")})),
+        )
+            .into_response();
     };
     let elapsed = task.started.elapsed().as_secs_f64();
-    let queued = task.script.queued_seconds.unwrap_or(shared.config.queued_for.as_secs_f64());
-    let processing = task.script.processing_seconds.unwrap_or(shared.config.processing_for.as_secs_f64());
+    let queued = task
+        .script
+        .queued_seconds
+        .unwrap_or(shared.config.queued_for.as_secs_f64());
+    let processing = task
+        .script
+        .processing_seconds
+        .unwrap_or(shared.config.processing_for.as_secs_f64());
     let status = if elapsed < queued {
         "queued"
     } else if elapsed < queued + processing {
@@ -208,7 +257,11 @@ async fn result(State(shared): AppState, headers: HeaderMap, Path(id): Path<Stri
 }
 
 fn body_of(shared: &Shared, task: &Task, status: &str) -> Value {
-    let video = task.script.video.clone().unwrap_or_else(|| "grok_video3_6s_480p.mp4".to_owned());
+    let video = task
+        .script
+        .video
+        .clone()
+        .unwrap_or_else(|| "grok_video3_6s_480p.mp4".to_owned());
     let completed = status == "completed";
     json!({
         "id": task.id,
@@ -225,7 +278,10 @@ fn body_of(shared: &Shared, task: &Task, status: &str) -> Value {
 async fn file(State(shared): AppState, headers: HeaderMap, Path(name): Path<String>) -> Response {
     shared.stats.video_requests.fetch_add(1, Ordering::Relaxed);
     if headers.contains_key(header::AUTHORIZATION) {
-        shared.stats.video_requests_with_auth.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .video_requests_with_auth
+            .fetch_add(1, Ordering::Relaxed);
     }
     if name.contains('/') || name.contains("..") {
         return StatusCode::NOT_FOUND.into_response();

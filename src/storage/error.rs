@@ -8,6 +8,11 @@ use grok_video_workflows::failures;
 /// links holds signatures) or the destination.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The aws-config chain found no region.
+    #[error(
+        "invalid setting AWS_REGION: no AWS region configured (set AWS_REGION or a profile's region)"
+    )]
+    NoRegion,
     /// Neither the request nor the worker names a bucket.
     #[error("no bucket: the request names none and GROK_S3_BUCKET is not set")]
     NoBucket,
@@ -142,7 +147,13 @@ impl StorageError {
             | Self::SourceStatus { .. } => true,
             Self::S3 { code, .. } => !matches!(
                 code.as_deref(),
-                Some("AccessDenied" | "NoSuchBucket" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidBucketName")
+                Some(
+                    "AccessDenied"
+                        | "NoSuchBucket"
+                        | "InvalidAccessKeyId"
+                        | "SignatureDoesNotMatch"
+                        | "InvalidBucketName"
+                )
             ),
             _ => false,
         }
@@ -151,9 +162,12 @@ impl StorageError {
     /// The stable failure type name callers match on.
     pub fn failure_type(&self) -> &'static str {
         match self {
-            Self::NoBucket | Self::InvalidKey { .. } => failures::INVALID_REQUEST,
+            Self::NoBucket | Self::NoRegion | Self::InvalidKey { .. } => failures::INVALID_REQUEST,
             Self::UnsafeUrl { .. } => failures::UNSAFE_VIDEO_URL,
-            Self::SourceStatus { status: 403 | 404 | 410, .. } => "VideoUrlExpired",
+            Self::SourceStatus {
+                status: 403 | 404 | 410,
+                ..
+            } => "VideoUrlExpired",
             Self::NotAVideo { .. } => failures::NOT_A_VIDEO,
             Self::TooLarge { .. } => failures::VIDEO_TOO_LARGE,
             Self::DestinationExists { .. } => failures::DESTINATION_EXISTS,

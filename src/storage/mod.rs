@@ -73,7 +73,11 @@ impl Storage {
     /// path-style settings, and an HTTP client for video hosts that never carries credentials.
     pub async fn new(config: StorageConfig) -> Result<Self, StorageError> {
         let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let mut s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.force_path_style);
+        if shared.region().is_none() {
+            return Err(StorageError::NoRegion);
+        }
+        let mut s3 =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.force_path_style);
         if let Some(endpoint) = &config.endpoint_url {
             s3 = s3.endpoint_url(endpoint);
         }
@@ -112,7 +116,10 @@ impl Storage {
     /// The bucket and key a job will be stored at: the job's, or the defaults.
     pub fn destination(&self, job: &CopyJob) -> Result<(String, String), StorageError> {
         let bucket = if job.bucket.is_empty() {
-            self.config.default_bucket.clone().ok_or(StorageError::NoBucket)?
+            self.config
+                .default_bucket
+                .clone()
+                .ok_or(StorageError::NoBucket)?
         } else {
             job.bucket.clone()
         };
@@ -222,7 +229,16 @@ impl Storage {
                     }
                     let up = match &mut upload {
                         Some(up) => up,
-                        None => upload.insert(Upload::start(&self.s3, &bucket, &key, &metadata(job, None), self.config.parts_in_flight).await?),
+                        None => upload.insert(
+                            Upload::start(
+                                &self.s3,
+                                &bucket,
+                                &key,
+                                &metadata(job, None),
+                                self.config.parts_in_flight,
+                            )
+                            .await?,
+                        ),
                     };
                     tokio::select! {
                         r = up.push(part) => r?,
@@ -245,7 +261,14 @@ impl Storage {
             let sha256 = hex::encode(hasher.finalize_reset());
             let etag = match upload.take() {
                 None => {
-                    upload::put(&self.s3, &bucket, &key, buf.split().freeze(), &metadata(job, Some(&sha256))).await?
+                    upload::put(
+                        &self.s3,
+                        &bucket,
+                        &key,
+                        buf.split().freeze(),
+                        &metadata(job, Some(&sha256)),
+                    )
+                    .await?
                 }
                 Some(mut up) => {
                     if !buf.is_empty() {
@@ -253,7 +276,15 @@ impl Storage {
                     }
                     let finished = up.complete().await;
                     match finished {
-                        Ok(_) => upload::set_metadata(&self.s3, &bucket, &key, &metadata(job, Some(&sha256))).await?,
+                        Ok(_) => {
+                            upload::set_metadata(
+                                &self.s3,
+                                &bucket,
+                                &key,
+                                &metadata(job, Some(&sha256)),
+                            )
+                            .await?
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -286,10 +317,13 @@ impl Storage {
             && !self.config.allow_private
         {
             let port = url.port_or_known_default().unwrap_or(443);
-            let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| StorageError::Resolve {
-                url: display_url(url),
-                source: e,
-            })?;
+            let addrs =
+                tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|e| StorageError::Resolve {
+                        url: display_url(url),
+                        source: e,
+                    })?;
             for addr in addrs {
                 self.policy().check_ip(addr.ip()).map_err(refuse)?;
             }
@@ -306,14 +340,23 @@ impl Storage {
 
     /// An object already at the key: ours from an earlier attempt (same task, with its
     /// sha256), or someone else's, which is never overwritten.
-    async fn existing(&self, job: &CopyJob, bucket: &str, key: &str) -> Result<Option<StoredVideo>, StorageError> {
+    async fn existing(
+        &self,
+        job: &CopyJob,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<StoredVideo>, StorageError> {
         let head = match self.s3.head_object().bucket(bucket).key(key).send().await {
             Ok(head) => head,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(None),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Ok(None);
+            }
             Err(err) => return Err(StorageError::s3("HeadObject", bucket, key, err)),
         };
         let metadata = head.metadata().cloned().unwrap_or_default();
-        let ours = metadata.get(meta::TASK_ID).is_some_and(|t| t == &job.task_id);
+        let ours = metadata
+            .get(meta::TASK_ID)
+            .is_some_and(|t| t == &job.task_id);
         match (ours, metadata.get(meta::SHA256)) {
             (true, Some(sha256)) => Ok(Some(StoredVideo {
                 bucket: bucket.to_owned(),
@@ -383,7 +426,12 @@ fn check_key(key: &str) -> Result<(), StorageError> {
 }
 
 impl StorageError {
-    pub(crate) fn s3<E, R>(op: &'static str, bucket: &str, key: &str, err: aws_sdk_s3::error::SdkError<E, R>) -> Self
+    pub(crate) fn s3<E, R>(
+        op: &'static str,
+        bucket: &str,
+        key: &str,
+        err: aws_sdk_s3::error::SdkError<E, R>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,

@@ -34,7 +34,11 @@ impl Upload {
         metadata: &[(String, String)],
         max_in_flight: usize,
     ) -> Result<Self, StorageError> {
-        let mut req = s3.create_multipart_upload().bucket(bucket).key(key).content_type(CONTENT_TYPE);
+        let mut req = s3
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(CONTENT_TYPE);
         for (k, v) in metadata {
             req = req.metadata(k, v);
         }
@@ -64,7 +68,12 @@ impl Upload {
         }
         let number = self.next_part;
         self.next_part += 1;
-        let (s3, bucket, key, upload_id) = (self.s3.clone(), self.bucket.clone(), self.key.clone(), self.upload_id.clone());
+        let (s3, bucket, key, upload_id) = (
+            self.s3.clone(),
+            self.bucket.clone(),
+            self.key.clone(),
+            self.upload_id.clone(),
+        );
         self.in_flight.push(tokio::spawn(async move {
             let out = s3
                 .upload_part()
@@ -117,7 +126,11 @@ impl Upload {
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| StorageError::s3("CompleteMultipartUpload", &self.bucket, &self.key, e))?;
@@ -178,7 +191,10 @@ pub(super) async fn put(
     for (k, v) in metadata {
         req = req.metadata(k, v);
     }
-    let out = req.send().await.map_err(|e| StorageError::s3("PutObject", bucket, key, e))?;
+    let out = req
+        .send()
+        .await
+        .map_err(|e| StorageError::s3("PutObject", bucket, key, e))?;
     Ok(out.e_tag().unwrap_or_default().to_owned())
 }
 
@@ -201,7 +217,10 @@ pub(super) async fn set_metadata(
     for (k, v) in metadata {
         req = req.metadata(k, v);
     }
-    let out = req.send().await.map_err(|e| StorageError::s3("CopyObject", bucket, key, e))?;
+    let out = req
+        .send()
+        .await
+        .map_err(|e| StorageError::s3("CopyObject", bucket, key, e))?;
     Ok(out
         .copy_object_result()
         .and_then(|r| r.e_tag())
@@ -211,7 +230,11 @@ pub(super) async fn set_metadata(
 
 fn urlencode_key(key: &str) -> String {
     key.split('/')
-        .map(|segment| url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20"))
+        .map(|segment| {
+            url::form_urlencoded::byte_serialize(segment.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        })
         .collect::<Vec<_>>()
         .join("/")
 }

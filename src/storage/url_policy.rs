@@ -23,7 +23,12 @@ impl UrlPolicy {
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
-            "http" => return Err("plain http is refused (set GROK_ALLOW_HTTP_VIDEO_URLS=true to allow it)".into()),
+            "http" => {
+                return Err(
+                    "plain http is refused (set GROK_ALLOW_HTTP_VIDEO_URLS=true to allow it)"
+                        .into(),
+                );
+            }
             other => return Err(format!("scheme {other:?} is not http(s)")),
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -31,9 +36,9 @@ impl UrlPolicy {
         }
         match url.host() {
             None => Err("the URL has no host".into()),
-            Some(Host::Domain(d)) if !self.allow_private && is_local_name(d) => {
-                Err(format!("host {d} is local (set GROK_ALLOW_PRIVATE_VIDEO_URLS=true to allow it)"))
-            }
+            Some(Host::Domain(d)) if !self.allow_private && is_local_name(d) => Err(format!(
+                "host {d} is local (set GROK_ALLOW_PRIVATE_VIDEO_URLS=true to allow it)"
+            )),
             Some(Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
             Some(Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
             Some(Host::Domain(_)) => Ok(()),
@@ -54,7 +59,10 @@ impl UrlPolicy {
 
 fn is_local_name(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost" || host.ends_with(".localhost") || host.ends_with(".local") || host.ends_with(".internal")
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.ends_with(".local")
+        || host.ends_with(".internal")
 }
 
 fn is_public(ip: IpAddr) -> bool {
@@ -119,12 +127,20 @@ mod tests {
         ] {
             assert!(STRICT.check(&Url::parse(bad).unwrap()).is_err(), "{bad}");
         }
-        assert!(STRICT.check(&Url::parse("https://cdn.example/v.mp4?sig=1").unwrap()).is_ok());
+        assert!(
+            STRICT
+                .check(&Url::parse("https://cdn.example/v.mp4?sig=1").unwrap())
+                .is_ok()
+        );
         let local = UrlPolicy {
             allow_http: true,
             allow_private: true,
         };
-        assert!(local.check(&Url::parse("http://127.0.0.1:9/v.mp4").unwrap()).is_ok());
+        assert!(
+            local
+                .check(&Url::parse("http://127.0.0.1:9/v.mp4").unwrap())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -33,16 +33,23 @@ fn request(stack: &Stack, task_id: &str) -> ArchiveVideoRequest {
 async fn start(stack: &Stack, client: &Client, req: ArchiveVideoRequest) -> Handle {
     let id = archive_workflow_id(&req.task_id);
     client
-        .start_workflow(ArchiveVideo::run, req, WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build())
+        .start_workflow(
+            ArchiveVideo::run,
+            req,
+            WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build(),
+        )
         .await
         .expect("start ArchiveVideo");
     client.get_workflow_handle(id)
 }
 
 async fn result(handle: &Handle) -> Result<ArchivedVideo, WorkflowGetResultError> {
-    tokio::time::timeout(RESULT_WITHIN, handle.get_result(WorkflowGetResultOptions::default()))
-        .await
-        .expect("workflow result within the deadline")
+    tokio::time::timeout(
+        RESULT_WITHIN,
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("workflow result within the deadline")
 }
 
 /// The failure type and message a caller sees.
@@ -59,12 +66,16 @@ fn failure_of(err: &WorkflowGetResultError) -> (String, String) {
 }
 
 async fn wait_for_polls(handle: &Handle, polls: u32) {
-    eventually("the workflow's first status queries", Duration::from_secs(60), || async {
-        handle
-            .query(ArchiveVideo::status, (), WorkflowQueryOptions::default())
-            .await
-            .is_ok_and(|p| p.polls >= polls && p.phase == "waiting")
-    })
+    eventually(
+        "the workflow's first status queries",
+        Duration::from_secs(60),
+        || async {
+            handle
+                .query(ArchiveVideo::status, (), WorkflowQueryOptions::default())
+                .await
+                .is_ok_and(|p| p.polls >= polls && p.phase == "waiting")
+        },
+    )
     .await;
 }
 
@@ -77,7 +88,10 @@ async fn archives_both_sample_videos_byte_exact() {
     let stack = Stack::start("archive_both").await;
     let _worker = stack.worker("worker", Some(API_KEY));
     let client = stack.temporal.client().await;
-    let small = stack.sim.task(json!({"video": "grok_video3_6s_480p.mp4", "actual_duration": 6.04})).await;
+    let small = stack
+        .sim
+        .task(json!({"video": "grok_video3_6s_480p.mp4", "actual_duration": 6.04}))
+        .await;
     let large = stack
         .sim
         .task(json!({"video": "grok_video3_30s_720p.mp4", "model": "grok_video3", "actual_duration": 30.0}))
@@ -87,8 +101,16 @@ async fn archives_both_sample_videos_byte_exact() {
     let (r_small, r_large) = tokio::join!(result(&h_small), result(&h_large));
 
     for (task, file, archived) in [
-        (&small, "grok_video3_6s_480p.mp4", r_small.expect("small video archived")),
-        (&large, "grok_video3_30s_720p.mp4", r_large.expect("large video archived")),
+        (
+            &small,
+            "grok_video3_6s_480p.mp4",
+            r_small.expect("small video archived"),
+        ),
+        (
+            &large,
+            "grok_video3_30s_720p.mp4",
+            r_large.expect("large video archived"),
+        ),
     ] {
         let source = std::fs::read(fixture(file)).unwrap();
         assert_eq!(archived.task_id, *task);
@@ -98,16 +120,25 @@ async fn archives_both_sample_videos_byte_exact() {
         assert_eq!(archived.sha256, sha256_hex(&source));
         assert_eq!(archived.model, "grok_video3");
         assert_eq!(archived.content_type, "video/mp4");
-        assert!(archived.polls >= 2, "queued for 1 s + processing 2 s needs more than one poll");
+        assert!(
+            archived.polls >= 2,
+            "queued for 1 s + processing 2 s needs more than one poll"
+        );
         let (stored, meta) = stack.object(&archived.key).await;
-        assert!(stored == source, "stored bytes of {file} differ from the source");
+        assert!(
+            stored == source,
+            "stored bytes of {file} differ from the source"
+        );
         assert_eq!(meta.get("sha256"), Some(&archived.sha256));
         assert_eq!(meta.get("task-id"), Some(task));
     }
     let stats = stack.sim.stats().await;
     assert_eq!(stats["creates"], 0, "archiving never creates a task");
     assert_eq!(stats["video_requests"], 2);
-    assert_eq!(stats["video_requests_with_auth"], 0, "the API key never goes to the video host");
+    assert_eq!(
+        stats["video_requests_with_auth"], 0,
+        "the API key never goes to the video host"
+    );
     assert_eq!(stack.open_uploads().await, 0);
 }
 
@@ -124,10 +155,16 @@ async fn worker_killed_while_waiting_resumes_and_stores_one_object() {
     wait_for_polls(&handle, 1).await;
     worker.kill();
     let _worker = stack.worker("worker-2", Some(API_KEY));
-    let archived = result(&handle).await.expect("archived after the worker restart");
+    let archived = result(&handle)
+        .await
+        .expect("archived after the worker restart");
     let source = std::fs::read(fixture("grok_video3_6s_480p.mp4")).unwrap();
     assert_eq!(archived.sha256, sha256_hex(&source));
-    assert_eq!(stack.keys().await, vec![archived.key.clone()], "exactly one object");
+    assert_eq!(
+        stack.keys().await,
+        vec![archived.key.clone()],
+        "exactly one object"
+    );
     assert_eq!(stack.object(&archived.key).await.0, source);
     assert_eq!(stack.open_uploads().await, 0);
 }
@@ -147,7 +184,9 @@ async fn temporal_server_restart_while_waiting_completes() {
     // A new client: the old connection went down with the server.
     let client = stack.temporal.client().await;
     let handle: Handle = client.get_workflow_handle(archive_workflow_id(&task));
-    let archived = result(&handle).await.expect("archived after the server restart");
+    let archived = result(&handle)
+        .await
+        .expect("archived after the server restart");
     let source = std::fs::read(fixture("grok_video3_6s_480p.mp4")).unwrap();
     assert_eq!(archived.size_bytes, source.len() as i64);
     assert_eq!(stack.object(&archived.key).await.0, source);
@@ -166,7 +205,10 @@ async fn provider_failure_fails_the_workflow_and_writes_nothing() {
     let err = result(&handle).await.expect_err("the workflow fails");
     let (kind, message) = failure_of(&err);
     assert_eq!(kind, "VideoGenerationFailed");
-    assert!(message.contains("content policy violation: prompt rejected"), "{message}");
+    assert!(
+        message.contains("content policy violation: prompt rejected"),
+        "{message}"
+    );
     assert!(stack.keys().await.is_empty(), "nothing written to S3");
     assert_eq!(stack.sim.stats().await["video_requests"], 0);
 }
@@ -183,7 +225,10 @@ async fn wrong_or_missing_api_key_never_leaks() {
             if let Some(status) = keyless.child.try_wait().unwrap() {
                 return (status, keyless.log_text());
             }
-            assert!(std::time::Instant::now() < deadline, "a worker without a key must exit");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a worker without a key must exit"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     })
@@ -196,18 +241,31 @@ async fn wrong_or_missing_api_key_never_leaks() {
     let wrong_key = "sk-wrong-LEAKCHECK-99b7";
     let worker = stack.worker("worker-wrong-key", Some(wrong_key));
     let client = stack.temporal.client().await;
-    let task = stack.sim.task(json!({"queued_seconds": 0, "processing_seconds": 0})).await;
+    let task = stack
+        .sim
+        .task(json!({"queued_seconds": 0, "processing_seconds": 0}))
+        .await;
     let handle = start(&stack, &client, request(&stack, &task)).await;
     let err = result(&handle).await.expect_err("the workflow fails");
     let (kind, message) = failure_of(&err);
     assert_eq!(kind, "ProviderAuthRejected");
     assert!(message.contains("Invalid API key"), "{message}");
-    assert_eq!(stack.sim.stats().await["unauthorized"], 1, "an auth failure is not retried");
+    assert_eq!(
+        stack.sim.stats().await["unauthorized"],
+        1,
+        "an auth failure is not retried"
+    );
 
     let history = stack.temporal.history_json(&archive_workflow_id(&task));
-    assert!(history.contains("ProviderAuthRejected"), "the exported history is the real one");
+    assert!(
+        history.contains("ProviderAuthRejected"),
+        "the exported history is the real one"
+    );
     let logs = worker.log_text();
-    assert!(logs.contains("status query failed"), "debug logs were captured");
+    assert!(
+        logs.contains("status query failed"),
+        "debug logs were captured"
+    );
     for secret in [wrong_key, API_KEY, "LEAKCHECK"] {
         assert!(!history.contains(secret), "history leaks {secret}");
         assert!(!logs.contains(secret), "worker logs leak {secret}");
@@ -218,14 +276,30 @@ async fn wrong_or_missing_api_key_never_leaks() {
 async fn temporal_cli_starts_archive_with_plain_json() {
     let stack = Stack::start("cli_json").await;
     let _worker = stack.worker("worker", Some(API_KEY));
-    let task = stack.sim.task(json!({"video": "grok_video3_6s_480p.mp4"})).await;
+    let task = stack
+        .sim
+        .task(json!({"video": "grok_video3_6s_480p.mp4"}))
+        .await;
     let workflow_id = archive_workflow_id(&task);
     // proto3 JSON names (lowerCamelCase) and proto field names are both accepted.
     let input = json!({"taskId": task, "bucket": stack.bucket, "first_poll_delay_seconds": 1, "pollIntervalSeconds": 1}).to_string();
     let out = stack.temporal.cli(&[
-        "workflow", "start", "--type", "ArchiveVideo", "--task-queue", &stack.task_queue, "--workflow-id", &workflow_id, "--input", &input,
+        "workflow",
+        "start",
+        "--type",
+        "ArchiveVideo",
+        "--task-queue",
+        &stack.task_queue,
+        "--workflow-id",
+        &workflow_id,
+        "--input",
+        &input,
     ]);
-    assert!(out.status.success(), "temporal workflow start: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "temporal workflow start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let client = stack.temporal.client().await;
     let handle: Handle = client.get_workflow_handle(workflow_id.clone());
     let archived = result(&handle).await.expect("archived");
@@ -233,7 +307,68 @@ async fn temporal_cli_starts_archive_with_plain_json() {
     assert_eq!(archived.sha256, sha256_hex(&source));
 
     // The result as the CLI shows it uses the proto field names.
-    let out = stack.temporal.cli(&["workflow", "result", "--workflow-id", &workflow_id, "--output", "json"]);
+    let out = stack.temporal.cli(&[
+        "workflow",
+        "result",
+        "--workflow-id",
+        &workflow_id,
+        "--output",
+        "json",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("size_bytes") && text.contains(&archived.sha256), "{text}");
+    assert!(
+        text.contains("size_bytes") && text.contains(&archived.sha256),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn archiving_the_same_task_twice_copies_once() {
+    let stack = Stack::start("same_task_twice").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let task = stack
+        .sim
+        .task(json!({"video": "grok_video3_6s_480p.mp4"}))
+        .await;
+    let archive = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_grok-video-worker"));
+        cmd.args([
+            "archive",
+            &task,
+            "--bucket",
+            &stack.bucket,
+            "--first-poll-delay",
+            "1",
+            "--poll-interval",
+            "1",
+        ])
+        .args(["--wait", "--output", "json"])
+        .env("TEMPORAL_ADDRESS", stack.temporal.address())
+        .env("GROK_TASK_QUEUE", &stack.task_queue)
+        .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(RESULT_WITHIN, cmd.output())
+                .await
+                .expect("archive --wait returns")
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "archive failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<ArchivedVideo>(&out.stdout)
+                .expect("archive --output json prints ArchivedVideo")
+        }
+    };
+    // Two pipelines at once join one workflow; a third, later, reads the finished result.
+    let (first, second) = tokio::join!(archive(), archive());
+    let third = archive().await;
+    assert_eq!(first, second);
+    assert_eq!(first, third);
+    assert_eq!(
+        stack.sim.stats().await["video_requests"],
+        1,
+        "the video was downloaded once"
+    );
+    assert_eq!(stack.keys().await.len(), 1);
 }

@@ -55,7 +55,10 @@ where
 {
     let deadline = Instant::now() + within;
     while !ready().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -69,17 +72,18 @@ pub struct Proc {
 impl Proc {
     fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> Self {
         let log = dir.join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = cmd
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Self {
-            child,
-            log,
-        }
+        Self { child, log }
     }
 
     /// SIGKILL, as a crash would.
@@ -90,7 +94,10 @@ impl Proc {
 
     /// SIGTERM, then wait up to `within` for the exit; SIGKILL after that.
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -144,7 +151,15 @@ impl Temporal {
         Proc::spawn(
             "temporal",
             Command::new(tool("GVW_TEMPORAL_BIN", "temporal"))
-                .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--log-level", "warn"])
+                .args([
+                    "server",
+                    "start-dev",
+                    "--headless",
+                    "--ip",
+                    "127.0.0.1",
+                    "--log-level",
+                    "warn",
+                ])
                 .args(["--port", &port.to_string()])
                 .args(["--http-port", &http.to_string()])
                 .args(["--metrics-port", &metrics.to_string()])
@@ -160,7 +175,9 @@ impl Temporal {
 
     pub async fn client(&self) -> Client {
         let url = Url::parse(&format!("http://{}", self.address())).unwrap();
-        let connection = Connection::connect(ConnectionOptions::new(url).build()).await.unwrap();
+        let connection = Connection::connect(ConnectionOptions::new(url).build())
+            .await
+            .unwrap();
         Client::new(connection, ClientOptions::new("default").build()).unwrap()
     }
 
@@ -168,7 +185,11 @@ impl Temporal {
         let url = Url::parse(&format!("http://{}", self.address())).unwrap();
         eventually("the Temporal dev server", Duration::from_secs(60), || {
             let url = url.clone();
-            async move { Connection::connect(ConnectionOptions::new(url).build()).await.is_ok() }
+            async move {
+                Connection::connect(ConnectionOptions::new(url).build())
+                    .await
+                    .is_ok()
+            }
         })
         .await;
     }
@@ -183,10 +204,23 @@ impl Temporal {
     /// `temporal workflow show --output json`: the history as the CLI exports it.
     pub fn history_json(&self, workflow_id: &str) -> String {
         let out = Command::new(tool("GVW_TEMPORAL_BIN", "temporal"))
-            .args(["workflow", "show", "--output", "json", "--address", &self.address(), "--workflow-id", workflow_id])
+            .args([
+                "workflow",
+                "show",
+                "--output",
+                "json",
+                "--address",
+                &self.address(),
+                "--workflow-id",
+                workflow_id,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "temporal workflow show: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "temporal workflow show: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -211,7 +245,12 @@ impl S3Server {
         let port = free_port();
         let proc = Proc::spawn(
             "s3",
-            Command::new(tool("GVW_MOTO_SERVER_BIN", "moto_server")).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            Command::new(tool("GVW_MOTO_SERVER_BIN", "moto_server")).args([
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ]),
             dir,
         );
         let endpoint = format!("http://127.0.0.1:{port}");
@@ -220,14 +259,19 @@ impl S3Server {
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
         })
         .await;
-        Self { _proc: proc, endpoint }
+        Self {
+            _proc: proc,
+            endpoint,
+        }
     }
 
     pub async fn client(&self) -> S3 {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
             .endpoint_url(&self.endpoint)
             .force_path_style(true)
             .build();
@@ -245,13 +289,21 @@ pub struct Simulator {
 impl Simulator {
     pub async fn start(dir: &Path) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_grok-video-worker"));
-        cmd.args(["simulate", "--listen", "127.0.0.1:0", "--queued-seconds", "1", "--processing-seconds", "2"])
-            .arg("--videos-dir")
-            .arg(repo().join("tests/fixtures"))
-            .env("GROK_API_KEY", API_KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .stdin(Stdio::null());
+        cmd.args([
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--queued-seconds",
+            "1",
+            "--processing-seconds",
+            "2",
+        ])
+        .arg("--videos-dir")
+        .arg(repo().join("tests/fixtures"))
+        .env("GROK_API_KEY", API_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("start simulator");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -262,7 +314,9 @@ impl Simulator {
             }
             for _ in lines {}
         });
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("simulator printed its address");
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("simulator printed its address");
         let url = line.rsplit(' ').next().unwrap().to_owned();
         Self {
             _proc: Proc {
@@ -292,7 +346,14 @@ impl Simulator {
     }
 
     pub async fn stats(&self) -> serde_json::Value {
-        self.http.get(format!("{}/_sim/stats", self.url)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/_sim/stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
@@ -311,9 +372,19 @@ impl Stack {
         let dir = repo().join("target/e2e").join(test);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (temporal, s3, sim) = tokio::join!(Temporal::start(&dir), S3Server::start(&dir), Simulator::start(&dir));
+        let (temporal, s3, sim) = tokio::join!(
+            Temporal::start(&dir),
+            S3Server::start(&dir),
+            Simulator::start(&dir)
+        );
         let bucket = format!("videos-{}", test.replace('_', "-"));
-        s3.client().await.create_bucket().bucket(&bucket).send().await.unwrap();
+        s3.client()
+            .await
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
         Self {
             dir,
             temporal,
@@ -349,18 +420,46 @@ impl Stack {
 
     /// Every key in the test's bucket.
     pub async fn keys(&self) -> Vec<String> {
-        let out = self.s3.client().await.list_objects_v2().bucket(&self.bucket).send().await.unwrap();
-        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+        let out = self
+            .s3
+            .client()
+            .await
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
     }
 
     /// Multipart uploads left open in the test's bucket.
     pub async fn open_uploads(&self) -> usize {
-        let out = self.s3.client().await.list_multipart_uploads().bucket(&self.bucket).send().await.unwrap();
+        let out = self
+            .s3
+            .client()
+            .await
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
         out.uploads().len()
     }
 
     pub async fn object(&self, key: &str) -> (Vec<u8>, std::collections::HashMap<String, String>) {
-        let out = self.s3.client().await.get_object().bucket(&self.bucket).key(key).send().await.unwrap();
+        let out = self
+            .s3
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
         let meta = out.metadata().cloned().unwrap_or_default();
         let bytes = out.body.collect().await.unwrap().into_bytes().to_vec();
         (bytes, meta)

@@ -51,11 +51,13 @@ impl ArchiveVideo {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<ArchivedVideo> {
         let request = ctx.state(|s| s.request.clone());
         if request.task_id.trim().is_empty() {
-            return Err(ApplicationFailure::builder("ArchiveVideoRequest.task_id is empty".to_owned())
-                .type_name(failures::INVALID_REQUEST.to_owned())
-                .non_retryable(true)
-                .build()
-                .into());
+            return Err(ApplicationFailure::builder(
+                "ArchiveVideoRequest.task_id is empty".to_owned(),
+            )
+            .type_name(failures::INVALID_REQUEST.to_owned())
+            .non_retryable(true)
+            .build()
+            .into());
         }
         let plan = PollPlan {
             task_id: request.task_id.clone(),
@@ -63,7 +65,9 @@ impl ArchiveVideo {
                 .first_poll_delay_seconds
                 .map(|s| Duration::from_secs(u64::from(s))),
             interval: schedule::interval(request.poll_interval_seconds),
-            deadline: request.deadline_seconds.map(|s| Duration::from_secs(u64::from(s))),
+            deadline: request
+                .deadline_seconds
+                .map(|s| Duration::from_secs(u64::from(s))),
             shape: TaskShape::default_for("grok_video3"),
         };
         let task = poll::wait_for_video(ctx, &plan).await?;
@@ -77,7 +81,10 @@ impl ArchiveVideo {
             model: task.model.clone(),
             actual_duration_seconds: task.actual_duration_seconds,
         };
-        let stored = match ctx.execute_activity(CopyVideoToS3, copy, copy_options()).await {
+        let stored = match ctx
+            .execute_activity(CopyVideoToS3, copy, copy_options())
+            .await
+        {
             Ok(stored) => stored,
             Err(err) => return Err(poll::surface(ctx, err)),
         };

@@ -88,11 +88,17 @@ pub async fn wait_for_video<W: WaitsForVideo>(
                 }
             }
             VideoStatus::Failed => {
-                let reason = task.error.clone().unwrap_or_else(|| "no reason given".into());
+                let reason = task
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "no reason given".into());
                 return Err(fail(
                     ctx,
                     failures::VIDEO_GENERATION_FAILED,
-                    format!("video task {} failed at the provider: {reason}", plan.task_id),
+                    format!(
+                        "video task {} failed at the provider: {reason}",
+                        plan.task_id
+                    ),
                 ));
             }
             VideoStatus::Cancelled => {
@@ -112,7 +118,9 @@ pub async fn wait_for_video<W: WaitsForVideo>(
             _ => {}
         }
 
-        let deadline = plan.deadline.unwrap_or_else(|| schedule::default_deadline(estimate));
+        let deadline = plan
+            .deadline
+            .unwrap_or_else(|| schedule::default_deadline(estimate));
         let elapsed = since(ctx.workflow_time(), started);
         let since_created = (task.created > 0).then(|| {
             let created = UNIX_EPOCH + Duration::from_secs(task.created.unsigned_abs());
@@ -160,29 +168,45 @@ pub fn query_options() -> ActivityOptions {
         .build()
 }
 
-async fn query<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, task_id: &str) -> WorkflowResult<VideoTask> {
+async fn query<W: WaitsForVideo>(
+    ctx: &mut WorkflowContext<W>,
+    task_id: &str,
+) -> WorkflowResult<VideoTask> {
     let input = QueryVideoTaskRequest {
         task_id: task_id.to_owned(),
     };
-    match ctx.execute_activity(QueryVideoTask, input, query_options()).await {
+    match ctx
+        .execute_activity(QueryVideoTask, input, query_options())
+        .await
+    {
         Ok(task) => Ok(task),
         Err(err) => Err(surface(ctx, err)),
     }
 }
 
-async fn sleep<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, delay: Duration) -> WorkflowResult<()> {
+async fn sleep<W: WaitsForVideo>(
+    ctx: &mut WorkflowContext<W>,
+    delay: Duration,
+) -> WorkflowResult<()> {
     match ctx.timer(delay).await {
         TimerResult::Fired => Ok(()),
         TimerResult::Cancelled => Err(WorkflowTermination::cancelled()),
     }
 }
 
-fn set_progress<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, f: impl FnOnce(&mut VideoProgress)) {
+fn set_progress<W: WaitsForVideo>(
+    ctx: &mut WorkflowContext<W>,
+    f: impl FnOnce(&mut VideoProgress),
+) {
     ctx.state_mut(|s| f(s.progress()));
 }
 
 /// Ends the workflow with a non-retryable application failure of a stable type.
-pub fn fail<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, type_name: &str, message: String) -> WorkflowTermination {
+pub fn fail<W: WaitsForVideo>(
+    ctx: &mut WorkflowContext<W>,
+    type_name: &str,
+    message: String,
+) -> WorkflowTermination {
     set_progress(ctx, |p| p.phase = "failed".into());
     ApplicationFailure::builder(message)
         .type_name(type_name.to_owned())
@@ -194,7 +218,10 @@ pub fn fail<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, type_name: &str, mes
 /// An activity's permanent failure becomes the workflow's failure with the same type name
 /// and message, so callers match one type whichever layer decided it; cancellation stays
 /// cancellation.
-pub fn surface<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, err: ActivityExecutionError) -> WorkflowTermination {
+pub fn surface<W: WaitsForVideo>(
+    ctx: &mut WorkflowContext<W>,
+    err: ActivityExecutionError,
+) -> WorkflowTermination {
     if let ActivityExecutionError::Cancelled(_) = err {
         return WorkflowTermination::cancelled();
     }
@@ -212,7 +239,8 @@ pub fn surface<W: WaitsForVideo>(ctx: &mut WorkflowContext<W>, err: ActivityExec
 }
 
 fn since(now: Option<SystemTime>, then: SystemTime) -> Duration {
-    now.and_then(|n| n.duration_since(then).ok()).unwrap_or_default()
+    now.and_then(|n| n.duration_since(then).ok())
+        .unwrap_or_default()
 }
 
 fn unix_seconds(t: Option<SystemTime>) -> i64 {

@@ -93,7 +93,11 @@ pub fn interval(requested_seconds: Option<u32>) -> Duration {
 /// The wait before the next status query of an unfinished task: at least one interval, and
 /// not before the task's expected earliest completion (counted from its creation).
 /// `since_created` is `None` when the creation time is unknown.
-pub fn next_delay(interval: Duration, since_created: Option<Duration>, estimate: Estimate) -> Duration {
+pub fn next_delay(
+    interval: Duration,
+    since_created: Option<Duration>,
+    estimate: Estimate,
+) -> Duration {
     match since_created {
         Some(elapsed) => interval.max(estimate.min.saturating_sub(elapsed)),
         None => interval,
@@ -131,7 +135,10 @@ mod tests {
             ..TaskShape::default_for("grok_video3")
         };
         assert_eq!(estimate(&long).min, Duration::from_secs(240));
-        assert_eq!(estimate(&TaskShape::default_for("grok_video3_pro")).min, Duration::from_secs(180));
+        assert_eq!(
+            estimate(&TaskShape::default_for("grok_video3_pro")).min,
+            Duration::from_secs(180)
+        );
         let small = TaskShape {
             resolution: "480p".into(),
             ..TaskShape::default_for("grok_video3")
@@ -159,11 +166,20 @@ mod tests {
     #[test]
     fn delays_respect_interval_floor_and_deadline() {
         let e = estimate(&TaskShape::default_for("grok_video3"));
-        assert_eq!(next_delay(Duration::from_secs(30), Some(Duration::from_secs(300)), e), Duration::from_secs(30));
-        assert_eq!(next_delay(Duration::from_secs(30), None, e), Duration::from_secs(30));
+        assert_eq!(
+            next_delay(Duration::from_secs(30), Some(Duration::from_secs(300)), e),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            next_delay(Duration::from_secs(30), None, e),
+            Duration::from_secs(30)
+        );
         assert_eq!(interval(Some(0)), MIN_POLL_INTERVAL);
         assert_eq!(interval(None), DEFAULT_POLL_INTERVAL);
-        assert_eq!(bounded(Duration::from_secs(30), Duration::from_secs(5)), Some(Duration::from_secs(5)));
+        assert_eq!(
+            bounded(Duration::from_secs(30), Duration::from_secs(5)),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(bounded(Duration::from_secs(30), Duration::ZERO), None);
         assert_eq!(default_deadline(e), MIN_DEFAULT_DEADLINE);
         let j = jitter(Duration::from_secs(30), 0.0);
