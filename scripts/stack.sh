@@ -14,6 +14,9 @@
 #
 # Call the stack_start_* functions directly, never inside $(...): a subshell
 # would lose the record of the started process.
+# bash runs a TERM trap only once the current foreground command has ended; a
+# script that must stop promptly on `kill` runs long steps as `cmd & wait $!`.
+# (Ctrl-C in a terminal reaches the whole foreground group, so it is prompt.)
 #
 # Tunables (env): STACK_TOOLS_BIN (default <repo>/.tools/bin),
 #   STACK_START_TIMEOUT (s, default 60), STACK_STOP_TIMEOUT (s, default 5),
@@ -120,6 +123,7 @@ _stack_terminate() {
 }
 
 _stack_record() {  # NAME PID PIDFILE
+  _STACK_OWNER=$BASHPID
   _STACK_NAMES+=("$1")
   _STACK_PIDS+=("$2")
   _STACK_PIDFILES+=("$3")
@@ -244,8 +248,9 @@ stack_start_s3() {
 # always returns 0 so it is safe under `set -e` and in traps.
 stack_stop_all() {
   local i
-  # Only the shell that started the processes stops them (not a subshell that
-  # inherited the list or the trap).
+  # Only the shell that started the processes stops them, not a subshell that
+  # inherited the list or the trap (e.g. a just-forked `cmd &` child that gets
+  # the TERM before it has exec'd would otherwise run the trap too).
   [[ "$BASHPID" == "$_STACK_OWNER" ]] || return 0
   for ((i = ${#_STACK_PIDS[@]} - 1; i >= 0; i--)); do
     _stack_terminate "${_STACK_PIDS[i]}"

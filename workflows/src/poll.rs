@@ -225,14 +225,14 @@ pub fn surface<W: WaitsForVideo>(
     if let ActivityExecutionError::Cancelled(_) = err {
         return WorkflowTermination::cancelled();
     }
-    if let Some(IncomingError::Application(app)) = err.cause() {
-        if let Some(type_name) = app.type_name() {
-            let message = app
-                .failure()
-                .map(|f| f.message.clone())
-                .unwrap_or_else(|| app.source_error().to_string());
-            return fail(ctx, type_name, message);
-        }
+    if let Some(IncomingError::Application(app)) = err.cause()
+        && let Some(type_name) = app.type_name()
+    {
+        let message = app
+            .failure()
+            .map(|f| f.message.clone())
+            .unwrap_or_else(|| app.source_error().to_string());
+        return fail(ctx, type_name, message);
     }
     set_progress(ctx, |p| p.phase = "failed".into());
     err.into()
