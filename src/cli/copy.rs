@@ -49,11 +49,15 @@ impl CopyCmd {
         };
         let cancel = CancellationToken::new();
         let copied = AtomicU64::new(0);
+        let copy = storage.copy(&job, &copied, &cancel);
+        tokio::pin!(copy);
         let stored = tokio::select! {
-            r = storage.copy(&job, &copied, &cancel) => r?,
+            r = &mut copy => r?,
             () = super::shutdown_signal() => {
+                // Let the copy see the cancellation and abort its multipart upload.
                 cancel.cancel();
-                anyhow::bail!("interrupted");
+                let _ = copy.await;
+                anyhow::bail!("interrupted; the partial upload was aborted");
             }
         };
         match self.output {
