@@ -6,12 +6,17 @@
 #![allow(missing_docs)]
 
 use std::{
-    sync::{Arc, atomic::AtomicU64},
+    collections::HashSet,
+    sync::{Arc, LazyLock, Mutex, atomic::AtomicU64},
     time::Duration,
 };
 
-use grok_video_proto::v1::{CopyVideoRequest, QueryVideoTaskRequest, StoredVideo, VideoTask};
+use grok_video_proto::v1::{
+    CopyVideoRequest, CreateVideoTaskRequest, QueryVideoTaskRequest, StoredVideo, VideoStatus,
+    VideoTask,
+};
 use grok_video_workflows::{activities as contract, failures};
+use rand::Rng;
 use temporalio_macros::activities;
 use temporalio_sdk::{
     ApplicationFailure,
@@ -29,6 +34,10 @@ use crate::{
 const NOT_FOUND_GRACE_ATTEMPTS: u32 = 4;
 /// Attempts after which a body that is not an MP4 is final.
 const NOT_A_VIDEO_ATTEMPTS: u32 = 3;
+/// Create attempts for outcomes that certainly created nothing (refused connection, 429).
+const CREATE_ATTEMPTS: u32 = 5;
+/// Provider status texts already reported as unknown, so each is logged once per process.
+static UNKNOWN_STATUSES: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
 /// How often a running copy heartbeats its progress.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
@@ -65,18 +74,82 @@ impl VideoActivities {
         match self.provider.get_task(&input.task_id).await {
             Ok(task) => {
                 tracing::info!(task_id = %input.task_id, %workflow_id, status = %task.provider_status, attempt, "status queried");
+                if task.status() == VideoStatus::Unknown
+                    && UNKNOWN_STATUSES
+                        .lock()
+                        .is_ok_and(|mut seen| seen.insert(task.provider_status.clone()))
+                {
+                    tracing::warn!(task_id = %input.task_id, %workflow_id, status = %task.provider_status,
+                        "unknown provider status; treated as still running until the deadline");
+                }
                 Ok(task)
             }
             Err(err) => {
                 tracing::warn!(task_id = %input.task_id, %workflow_id, attempt, error = %err, "status query failed");
                 let in_grace = matches!(err, ProviderError::NotFound { .. })
                     && attempt < NOT_FOUND_GRACE_ATTEMPTS;
+                let retryable = err.is_retryable() || in_grace;
+                let delay = err
+                    .retry_after()
+                    .or_else(|| retryable.then(|| backoff(attempt)));
                 Err(failure(
                     err.failure_type(),
                     err.to_string(),
-                    err.is_retryable() || in_grace,
-                    err.retry_after(),
+                    retryable,
+                    delay,
                 ))
+            }
+        }
+    }
+
+    /// `CreateVideoTask`: one billed create. Scheduled with a single attempt; it retries here
+    /// only what certainly created nothing (refused connection, DNS failure, 429), and turns
+    /// every ambiguous outcome into a non-retryable `CreateOutcomeUnknown`.
+    #[activity(definition = contract::CreateVideoTask)]
+    pub async fn create_video_task(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: CreateVideoTaskRequest,
+    ) -> Result<VideoTask, ActivityError> {
+        let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
+        let mut attempt = 1;
+        loop {
+            // Heartbeat while the request is out, so a lost worker is noticed within the
+            // heartbeat timeout (and reported as an unknown outcome, never re-sent).
+            let create = self.provider.create_task(&input);
+            tokio::pin!(create);
+            let mut ticker = tokio::time::interval(Duration::from_secs(2));
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut create => break outcome,
+                    _ = ticker.tick() => { let _ = ctx.record_heartbeat(attempt).await; }
+                }
+            };
+            match outcome {
+                Ok(task) => {
+                    tracing::info!(task_id = %task.id, %workflow_id, model = %input.model, "video task created");
+                    return Ok(task);
+                }
+                Err(err) => {
+                    let safe = match &err {
+                        ProviderError::Transport { never_sent, .. } => *never_sent,
+                        ProviderError::RateLimited { .. } => true,
+                        _ => false,
+                    };
+                    tracing::warn!(%workflow_id, attempt, error = %err, retry = safe && attempt < CREATE_ATTEMPTS, "create failed");
+                    if !safe || attempt >= CREATE_ATTEMPTS {
+                        return Err(failure(err.failure_type(), err.to_string(), false, None));
+                    }
+                    let wait = err
+                        .retry_after()
+                        .unwrap_or_else(|| backoff(attempt))
+                        .min(Duration::from_secs(20));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = ctx.cancelled() => return Err(ActivityError::cancelled()),
+                    }
+                    attempt += 1;
+                }
             }
         }
     }
@@ -137,6 +210,14 @@ impl VideoActivities {
             }
         }
     }
+}
+
+/// Exponential backoff with jitter: about 1, 2, 4 … seconds, at most a minute, each scaled by
+/// a random factor in [0.8, 1.2) so many workflows do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base =
+        Duration::from_secs(1 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(60));
+    base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
 fn permanent(type_name: &str, message: String) -> ActivityError {

@@ -3,7 +3,7 @@
 
 use std::{future::Future, time::Duration};
 
-use grok_video_workflows::ArchiveVideo;
+use grok_video_workflows::{ArchiveVideo, GenerateVideo};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::{
@@ -28,6 +28,9 @@ pub struct WorkerSettings {
     pub storage: StorageConfig,
     /// Time running activities get to finish after a shutdown signal.
     pub grace_period: Duration,
+    /// Activity starts per second on the task queue, across all its workers (the Temporal
+    /// server enforces it); each status query or create is one provider request per attempt.
+    pub max_activities_per_second: Option<f64>,
 }
 
 /// Why the worker stopped with an error.
@@ -60,8 +63,11 @@ pub async fn run(
     let options = WorkerOptions::new(settings.temporal.task_queue.clone())
         .register_workflow::<ArchiveVideo>()
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
+        .register_workflow::<GenerateVideo>()
+        .map_err(|e| WorkerError::Sdk(e.to_string()))?
         .register_activities(VideoActivities::new(provider, storage))
         .graceful_shutdown_period(settings.grace_period)
+        .maybe_max_task_queue_activities_per_second(settings.max_activities_per_second)
         .build();
     let mut worker =
         Worker::new(&runtime, client, options).map_err(|e| WorkerError::Sdk(e.to_string()))?;

@@ -1,20 +1,15 @@
 //! `grok-video-worker archive <task-id>`: start (or join) the ArchiveVideo workflow of a
 //! task, and with `--wait` show its progress until the video is stored.
 
-use std::{
-    io::{IsTerminal, Write},
-    time::{Duration, Instant},
-};
-
 use clap::Args;
-use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
+use grok_video_proto::v1::ArchiveVideoRequest;
 use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
 use temporalio_client::{
     WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
     WorkflowQueryOptions, WorkflowStartOptions, errors::WorkflowStartError,
 };
 
-use super::OutputFormat;
+use super::{OutputFormat, progress};
 use crate::{config::TemporalArgs, temporal};
 
 /// Flags of `archive`.
@@ -92,71 +87,17 @@ impl ArchiveCmd {
             return Ok(());
         }
 
-        let result = handle.get_result(WorkflowGetResultOptions::default());
-        tokio::pin!(result);
-        let started = Instant::now();
-        let terminal = std::io::stderr().is_terminal();
-        let mut ticker = tokio::time::interval(Duration::from_secs(2));
-        let mut last_line = String::new();
-        let archived: ArchivedVideo = loop {
-            tokio::select! {
-                r = &mut result => break r.map_err(|e| anyhow::anyhow!("workflow {workflow_id}: {}", describe(&e)))?,
-                _ = ticker.tick() => {
-                    if let Ok(p) = handle.query(ArchiveVideo::status, (), WorkflowQueryOptions::default()).await {
-                        let next = if p.next_poll_at > 0 {
-                            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default();
-                            format!(", next poll in {}s", (p.next_poll_at - now).max(0))
-                        } else {
-                            String::new()
-                        };
-                        let status = if p.provider_status.is_empty() { "-" } else { p.provider_status.as_str() };
-                        let line = format!("[{:>4}s] {}: provider status {status}, {} polls{next}", started.elapsed().as_secs(), p.phase, p.polls);
-                        if terminal {
-                            eprint!("\r\x1b[2K{line}");
-                            let _ = std::io::stderr().flush();
-                        } else if line != last_line {
-                            eprintln!("{line}");
-                        }
-                        last_line = line;
-                    }
-                }
-            }
-        };
-        if terminal {
-            eprintln!();
-        }
-        match self.output {
-            OutputFormat::Json => println!("{}", serde_json::to_string(&archived)?),
-            OutputFormat::Text => println!(
-                "stored s3://{}/{}\n  size    {} bytes\n  sha256  {}\n  model   {}\n  polls   {}",
-                archived.bucket,
-                archived.key,
-                archived.size_bytes,
-                archived.sha256,
-                archived.model,
-                archived.polls
-            ),
-        }
-        Ok(())
-    }
-}
-
-/// One readable line: the failure type and message, from the innermost cause.
-fn describe(err: &temporalio_client::errors::WorkflowGetResultError) -> String {
-    use temporalio_client::errors::WorkflowGetResultError as E;
-    match err {
-        E::Failed(incoming) => {
-            let failure = incoming.failure();
-            let kind = match &failure.failure_info {
-                Some(temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo::ApplicationFailureInfo(info)) => info.r#type.clone(),
-                _ => String::new(),
-            };
-            if kind.is_empty() {
-                failure.message.clone()
-            } else {
-                format!("{kind}: {}", failure.message)
-            }
-        }
-        other => other.to_string(),
+        let archived = progress::follow(
+            &workflow_id,
+            handle.get_result(WorkflowGetResultOptions::default()),
+            || async {
+                handle
+                    .query(ArchiveVideo::status, (), WorkflowQueryOptions::default())
+                    .await
+                    .ok()
+            },
+        )
+        .await?;
+        progress::print_result(&archived, self.output)
     }
 }

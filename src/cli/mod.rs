@@ -3,6 +3,8 @@
 
 mod archive;
 mod copy;
+mod generate;
+mod progress;
 mod simulate;
 mod worker;
 
@@ -45,6 +47,8 @@ pub enum Command {
     Worker(worker::WorkerCmd),
     /// Start ArchiveVideo for an existing provider task (and wait for it with --wait).
     Archive(archive::ArchiveCmd),
+    /// Order a video (GenerateVideo: create once, wait, store; --wait to follow it).
+    Generate(generate::GenerateCmd),
     /// Copy one video URL into S3 with the worker's copy engine.
     Copy(copy::CopyCmd),
     /// Serve the provider simulator on loopback (for tests, the demo and benchmarks).
@@ -58,6 +62,7 @@ impl Cli {
             Command::Worker(cmd) => cmd.run().await,
             Command::Archive(cmd) => cmd.run().await,
             Command::Copy(cmd) => cmd.run().await,
+            Command::Generate(cmd) => cmd.run().await,
             Command::Simulate(cmd) => cmd.run().await,
         }
     }

@@ -72,6 +72,8 @@ pub enum ProviderError {
     Transport {
         /// The task asked about.
         task_id: String,
+        /// The connection was never made, so the request certainly never reached the provider.
+        never_sent: bool,
         /// The cause.
         #[source]
         source: reqwest::Error,
@@ -82,6 +84,14 @@ pub enum ProviderError {
         /// The task asked about.
         task_id: String,
         /// Why it is unusable.
+        reason: String,
+    },
+    /// A create whose outcome is unknown: it may have created (and billed) a task.
+    #[error(
+        "create request outcome unknown: {reason}; it is not sent again: check the provider's task list before ordering again"
+    )]
+    CreateOutcomeUnknown {
+        /// What happened.
         reason: String,
     },
     /// The key cannot be sent as a header.
@@ -96,6 +106,7 @@ impl ProviderError {
     pub(crate) fn transport(task_id: &str, source: reqwest::Error) -> Self {
         Self::Transport {
             task_id: task_id.to_owned(),
+            never_sent: source.is_connect(),
             source: source.without_url(),
         }
     }
@@ -158,6 +169,7 @@ impl ProviderError {
             Self::Server { .. } => "ProviderUnavailable",
             Self::Transport { .. } | Self::Client(_) => "ProviderUnreachable",
             Self::InvalidBody { .. } => "ProviderInvalidResponse",
+            Self::CreateOutcomeUnknown { .. } => failures::CREATE_OUTCOME_UNKNOWN,
         }
     }
 

@@ -7,7 +7,7 @@ mod parse;
 
 use std::time::Duration;
 
-use grok_video_proto::v1::VideoTask;
+use grok_video_proto::v1::{CreateVideoTaskRequest, VideoTask};
 use reqwest::{StatusCode, header};
 use url::Url;
 
@@ -77,6 +77,97 @@ impl ProviderClient {
             ));
         }
         parse_task(&body, task_id)
+    }
+
+    /// `POST {base}/v1/grok/videos`: one create request, billed by the provider.
+    ///
+    /// The error says whether the request certainly created nothing (refused connection,
+    /// 4xx, 429) or may have: a timeout after sending, a 5xx or a 200 without a task id come
+    /// back as [`ProviderError::CreateOutcomeUnknown`], never to be retried.
+    pub async fn create_task(
+        &self,
+        request: &CreateVideoTaskRequest,
+    ) -> Result<VideoTask, ProviderError> {
+        const WHAT: &str = "(create)";
+        let mut body = serde_json::json!({"model": request.model, "prompt": request.prompt});
+        if let Some(d) = request.duration_seconds {
+            body["duration"] = d.into();
+        }
+        if !request.aspect_ratio.is_empty() {
+            body["aspect_ratio"] = request.aspect_ratio.clone().into();
+        }
+        if !request.resolution.is_empty() {
+            body["resolution"] = request.resolution.clone().into();
+        }
+        if !request.image_urls.is_empty() {
+            body["image_urls"] = request.image_urls.clone().into();
+        }
+        let response = match self
+            .http
+            .post(self.endpoint(&["v1", "grok", "videos"]))
+            .header(header::AUTHORIZATION, self.auth.clone())
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(e) if e.is_connect() => return Err(ProviderError::transport(WHAT, e)),
+            Err(e) => {
+                return Err(ProviderError::CreateOutcomeUnknown {
+                    reason: format!(
+                        "the request was sent but no answer came: {}",
+                        e.without_url()
+                    ),
+                });
+            }
+        };
+        let status = response.status();
+        let retry_after = error::retry_after(response.headers());
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Err(ProviderError::CreateOutcomeUnknown {
+                    reason: format!(
+                        "HTTP {status} but the body was cut off: {}",
+                        e.without_url()
+                    ),
+                });
+            }
+        };
+        match status.as_u16() {
+            200..=299 => {
+                let task = parse_task(&bytes, "").ok().or_else(|| {
+                    // Created, with no status yet: an id is all a create must say.
+                    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+                    let id = value.get("id")?.as_str()?.to_owned();
+                    Some(VideoTask {
+                        id,
+                        status: grok_video_proto::v1::VideoStatus::Queued as i32,
+                        provider_status: "queued".into(),
+                        ..Default::default()
+                    })
+                });
+                let task = task.filter(|t| !t.id.is_empty());
+                task.ok_or_else(|| ProviderError::CreateOutcomeUnknown {
+                    reason: format!(
+                        "HTTP {status} without a task id: {}",
+                        parse_error_message(&bytes).unwrap_or_else(|| "empty body".into())
+                    ),
+                })
+            }
+            400..=499 => Err(ProviderError::from_status(
+                WHAT,
+                status,
+                retry_after,
+                &bytes,
+            )),
+            _ => Err(ProviderError::CreateOutcomeUnknown {
+                reason: format!(
+                    "HTTP {status}: {}",
+                    parse_error_message(&bytes).unwrap_or_else(|| "no message".into())
+                ),
+            }),
+        }
     }
 
     fn endpoint(&self, segments: &[&str]) -> Url {

@@ -2,4 +2,5 @@
 //! server, the provider simulator and the worker binary. One binary, one module per suite.
 
 mod archive;
+mod generate;
 mod stack;

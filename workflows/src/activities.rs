@@ -38,3 +38,21 @@ impl CopyVideoToS3 {
     /// The activity type name.
     pub const NAME: &'static str = "CopyVideoToS3";
 }
+
+/// `CreateVideoTask`: `POST {base}/v1/grok/videos`, billed. Attempted once: the activity
+/// itself retries only what certainly never reached the provider.
+pub struct CreateVideoTask;
+
+impl ActivityDefinition for CreateVideoTask {
+    type Input = grok_video_proto::v1::CreateVideoTaskRequest;
+    type Output = VideoTask;
+
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+}
+
+impl CreateVideoTask {
+    /// The activity type name.
+    pub const NAME: &'static str = "CreateVideoTask";
+}

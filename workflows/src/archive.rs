@@ -70,40 +70,7 @@ impl ArchiveVideo {
                 .map(|s| Duration::from_secs(u64::from(s))),
             shape: TaskShape::default_for("grok_video3"),
         };
-        let task = poll::wait_for_video(ctx, &plan).await?;
-
-        ctx.state_mut(|s| s.progress.phase = "copying".into());
-        let copy = CopyVideoRequest {
-            task_id: task.id.clone(),
-            video_url: task.video_url.clone().unwrap_or_default(),
-            bucket: request.bucket.clone(),
-            key: request.key.clone(),
-            model: task.model.clone(),
-            actual_duration_seconds: task.actual_duration_seconds,
-        };
-        let stored = match ctx
-            .execute_activity(CopyVideoToS3, copy, copy_options())
-            .await
-        {
-            Ok(stored) => stored,
-            Err(err) => return Err(poll::surface(ctx, err)),
-        };
-        let polls = ctx.state_mut(|s| {
-            s.progress.phase = "done".into();
-            s.progress.polls
-        });
-        Ok(ArchivedVideo {
-            task_id: request.task_id,
-            model: task.model,
-            bucket: stored.bucket,
-            key: stored.key,
-            size_bytes: stored.size_bytes,
-            sha256: stored.sha256,
-            actual_duration_seconds: task.actual_duration_seconds,
-            polls,
-            etag: stored.etag,
-            content_type: stored.content_type,
-        })
+        wait_and_copy(ctx, &plan, &request.bucket, &request.key).await
     }
 
     /// Where the workflow is: phase, last provider status, polls, last and next poll times.
@@ -111,6 +78,50 @@ impl ArchiveVideo {
     pub fn status(&self, _ctx: &WorkflowContextView) -> VideoProgress {
         self.progress.clone()
     }
+}
+
+/// The shared second half of every workflow: wait for the task with the poll loop, then copy
+/// its video and say where it is.
+pub async fn wait_and_copy<W: WaitsForVideo>(
+    ctx: &mut WorkflowContext<W>,
+    plan: &PollPlan,
+    bucket: &str,
+    key: &str,
+) -> WorkflowResult<ArchivedVideo> {
+    let task = poll::wait_for_video(ctx, plan).await?;
+    ctx.state_mut(|s| s.progress().phase = "copying".into());
+    let copy = CopyVideoRequest {
+        task_id: task.id.clone(),
+        video_url: task.video_url.clone().unwrap_or_default(),
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        model: task.model.clone(),
+        actual_duration_seconds: task.actual_duration_seconds,
+    };
+    let stored = match ctx
+        .execute_activity(CopyVideoToS3, copy, copy_options())
+        .await
+    {
+        Ok(stored) => stored,
+        Err(err) => return Err(poll::surface(ctx, err)),
+    };
+    let polls = ctx.state_mut(|s| {
+        let progress = s.progress();
+        progress.phase = "done".into();
+        progress.polls
+    });
+    Ok(ArchivedVideo {
+        task_id: plan.task_id.clone(),
+        model: task.model,
+        bucket: stored.bucket,
+        key: stored.key,
+        size_bytes: stored.size_bytes,
+        sha256: stored.sha256,
+        actual_duration_seconds: task.actual_duration_seconds,
+        polls,
+        etag: stored.etag,
+        content_type: stored.content_type,
+    })
 }
 
 /// Options of the copy: long attempts kept alive by heartbeats, so a dead worker is noticed

@@ -32,6 +32,10 @@ pub const DESTINATION_EXISTS: &str = "DestinationExists";
 /// S3 refused the upload for a reason retrying will not fix (access denied, no such bucket).
 pub const STORAGE_REJECTED: &str = "StorageRejected";
 
+/// A create request may or may not have created (and billed) a task: the worker never
+/// sends it again; check the provider's task list before ordering again.
+pub const CREATE_OUTCOME_UNKNOWN: &str = "CreateOutcomeUnknown";
+
 /// Failure types that no retry can fix; activities mark them non-retryable too.
 pub const NON_RETRYABLE: &[&str] = &[
     INVALID_REQUEST,
@@ -43,4 +47,5 @@ pub const NON_RETRYABLE: &[&str] = &[
     UNSAFE_VIDEO_URL,
     DESTINATION_EXISTS,
     STORAGE_REJECTED,
+    CREATE_OUTCOME_UNKNOWN,
 ];

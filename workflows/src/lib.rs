@@ -3,6 +3,8 @@
 //! workflow context, so every workflow replays identically from its history.
 //!
 //! - [`archive`]: `ArchiveVideo`, wait for a provider task with durable timers, then copy.
+//! - [`generate`]: `GenerateVideo`, create the provider task once, then the same wait and copy.
+//! - [`validate`]: what the provider documents as certain about a create request.
 //! - [`poll`]: the poll loop itself, shared by every workflow that waits for a task.
 //! - [`schedule`]: pure functions for first-poll delay, interval, jitter and deadline.
 //! - [`activities`]: activity names and their input/output messages.
@@ -11,10 +13,13 @@
 pub mod activities;
 pub mod archive;
 pub mod failures;
+pub mod generate;
 pub mod poll;
 pub mod schedule;
+pub mod validate;
 
 pub use archive::ArchiveVideo;
+pub use generate::GenerateVideo;
 
 /// The task queue the worker listens on unless configured otherwise.
 pub const DEFAULT_TASK_QUEUE: &str = "grok-video";

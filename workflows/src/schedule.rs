@@ -104,11 +104,12 @@ pub fn next_delay(
     }
 }
 
-/// Spreads polls of many workflows apart: `delay` scaled by a factor in [0.9, 1.1) drawn from
-/// `unit` (a deterministic workflow random number in [0, 1)).
+/// Spreads polls of many workflows apart: `delay` scaled by a factor in [1.0, 1.1) drawn from
+/// `unit` (a deterministic workflow random number in [0, 1)). Only ever later, never earlier,
+/// so jitter cannot add a status query.
 pub fn jitter(delay: Duration, unit: f64) -> Duration {
     let unit = unit.clamp(0.0, 1.0);
-    delay.mul_f64(0.9 + 0.2 * unit)
+    delay.mul_f64(1.0 + 0.1 * unit)
 }
 
 /// The wait before the next query, cut so that the last query lands at the deadline.
@@ -151,16 +152,36 @@ mod tests {
         // Query at once (t=0), then wait for the expected minimum, then every interval.
         let e = estimate(&TaskShape::default_for("grok_video3"));
         let done_at = Duration::from_secs(180);
-        let mut t = Duration::ZERO;
-        let mut queries = 0;
-        loop {
-            queries += 1;
-            if t >= done_at {
-                break;
+        for unit in [0.0, 0.5, 0.999] {
+            // ArchiveVideo: query at once, then wait for the expected minimum, then every interval.
+            let mut t = Duration::ZERO;
+            let mut queries = 0;
+            loop {
+                queries += 1;
+                if t >= done_at {
+                    break;
+                }
+                t += jitter(next_delay(DEFAULT_POLL_INTERVAL, Some(t), e), unit);
             }
-            t += jitter(next_delay(DEFAULT_POLL_INTERVAL, Some(t), e), 1.0);
+            assert!(
+                queries <= 4,
+                "archive: {queries} queries with jitter {unit}"
+            );
+            // GenerateVideo: the first query waits for the expected minimum.
+            let mut t = jitter(e.min, unit);
+            let mut queries = 0;
+            loop {
+                queries += 1;
+                if t >= done_at {
+                    break;
+                }
+                t += jitter(DEFAULT_POLL_INTERVAL, unit);
+            }
+            assert!(
+                queries <= 3,
+                "generate: {queries} queries with jitter {unit}"
+            );
         }
-        assert!(queries <= 4, "{queries} queries");
     }
 
     #[test]
@@ -182,7 +203,10 @@ mod tests {
         );
         assert_eq!(bounded(Duration::from_secs(30), Duration::ZERO), None);
         assert_eq!(default_deadline(e), MIN_DEFAULT_DEADLINE);
-        let j = jitter(Duration::from_secs(30), 0.0);
-        assert_eq!(j, Duration::from_secs(27));
+        assert_eq!(
+            jitter(Duration::from_secs(30), 0.0),
+            Duration::from_secs(30)
+        );
+        assert!(jitter(Duration::from_secs(30), 0.999) < Duration::from_secs(33));
     }
 }

@@ -1,0 +1,114 @@
+//! `grok-video-worker generate`: start GenerateVideo (create the provider task once, wait,
+//! store), and with `--wait` show its progress until the video is stored.
+
+use clap::Args;
+use grok_video_proto::v1::GenerateVideoRequest;
+use grok_video_workflows::GenerateVideo;
+use temporalio_client::{WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions};
+
+use super::{OutputFormat, progress};
+use crate::{config::TemporalArgs, temporal};
+
+/// Flags of `generate`.
+#[derive(Args, Debug)]
+pub struct GenerateCmd {
+    /// grok_video3, grok_video3_pro, grok_video3_max or grok_video3_stable.
+    #[arg(long)]
+    model: String,
+    /// What the video shows.
+    #[arg(long)]
+    prompt: String,
+    /// Seconds of video (per-model rules; default the provider's, 10).
+    #[arg(long)]
+    duration: Option<u32>,
+    /// 16:9, 9:16, 1:1, 3:2 or 2:3 (default the provider's, 16:9).
+    #[arg(long, default_value = "")]
+    aspect_ratio: String,
+    /// 480p or 720p (default the provider's, 720p).
+    #[arg(long, default_value = "")]
+    resolution: String,
+    /// A reference image URL; repeat for several.
+    #[arg(long = "image-url")]
+    image_urls: Vec<String>,
+    /// Destination bucket (default: the worker's GROK_S3_BUCKET).
+    #[arg(long, default_value = "")]
+    bucket: String,
+    /// Destination key (default: the worker's `<prefix>/<task_id>.mp4`).
+    #[arg(long, default_value = "")]
+    key: String,
+    /// Seconds before the first status query (default: the model's expected minimum).
+    #[arg(long)]
+    first_poll_delay: Option<u32>,
+    /// Seconds between status queries (default 30).
+    #[arg(long)]
+    poll_interval: Option<u32>,
+    /// Seconds after which waiting stops (default: from the model's estimate).
+    #[arg(long)]
+    deadline: Option<u32>,
+    /// Workflow id (default `generate-<random uuid>`). Starting the same id twice never
+    /// creates a second provider task.
+    #[arg(long)]
+    workflow_id: Option<String>,
+    /// Wait for the result, showing progress on stderr.
+    #[arg(long)]
+    wait: bool,
+    /// Result format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+    #[command(flatten)]
+    temporal: TemporalArgs,
+}
+
+impl GenerateCmd {
+    pub(super) async fn run(self) -> anyhow::Result<()> {
+        let request = GenerateVideoRequest {
+            model: self.model,
+            prompt: self.prompt,
+            duration_seconds: self.duration,
+            aspect_ratio: self.aspect_ratio,
+            resolution: self.resolution,
+            image_urls: self.image_urls,
+            bucket: self.bucket,
+            key: self.key,
+            first_poll_delay_seconds: self.first_poll_delay,
+            poll_interval_seconds: self.poll_interval,
+            deadline_seconds: self.deadline,
+        };
+        grok_video_workflows::validate::generate_request(&request)
+            .map_err(|problem| anyhow::anyhow!("ProviderRejectedRequest: {problem}"))?;
+        let client = temporal::connect(&self.temporal, None).await?;
+        let workflow_id = self
+            .workflow_id
+            .unwrap_or_else(|| format!("generate-{}", uuid::Uuid::new_v4()));
+        let options =
+            WorkflowStartOptions::new(self.temporal.task_queue.clone(), workflow_id.clone())
+                .build();
+        client
+            .start_workflow(GenerateVideo::run, request, options)
+            .await
+            .map_err(|e| anyhow::anyhow!("start workflow {workflow_id}: {e}"))?;
+        eprintln!(
+            "workflow {workflow_id} started on task queue {}",
+            self.temporal.task_queue
+        );
+        if !self.wait {
+            if self.output == OutputFormat::Json {
+                println!("{}", serde_json::json!({"workflow_id": workflow_id}));
+            }
+            return Ok(());
+        }
+        let handle = client.get_workflow_handle::<GenerateVideo>(workflow_id.clone());
+        let archived = progress::follow(
+            &workflow_id,
+            handle.get_result(WorkflowGetResultOptions::default()),
+            || async {
+                handle
+                    .query(GenerateVideo::status, (), WorkflowQueryOptions::default())
+                    .await
+                    .ok()
+            },
+        )
+        .await?;
+        progress::print_result(&archived, self.output)
+    }
+}
