@@ -1,30 +1,45 @@
 //! The provider simulator: a real HTTP server on loopback that speaks the provider's create
 //! and result endpoints, checks the bearer key, moves each task queued → processing →
 //! completed (or failed) on a configurable clock, and serves the MP4 bytes at `video_url`.
-//! Tests script tasks through `/_sim/tasks` and read what clients did from `/_sim/stats`.
+//!
+//! Tests script tasks through `POST /_sim/tasks` (a [`TaskScript`], answered with the task
+//! like a create), script the next creates through `POST /_sim/create_script` (a
+//! [`CreateScript`]), and read what clients did from `GET /_sim/stats`. A script's
+//! [`Step`]s inject one-shot faults: a status and body of any shape, headers, a delay, a
+//! dropped connection, a video cut short or stalled. Unknown routes answer 404
+//! `{"message":"No handler found for <METHOD> <path>"}` like the real gateway.
+//!
+//! Order of the answers to a status query: the task's `responses` first, one per query;
+//! then, within `not_found_for_seconds` of the task's creation, 404; then the clock.
+
+mod respond;
+mod script;
+mod stats;
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use axum::{
     Json, Router,
-    body::Body,
-    extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    body::{Body, Bytes},
+    extract::{ConnectInfo, Path, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+use respond::Conn;
+use script::StepQueue;
+pub use script::{CreateScript, MAX_DELAY_MS, Step, StepKind, TaskScript};
+pub use stats::Stats;
 
 /// Settings of one simulator.
 #[derive(Debug, Clone)]
@@ -41,48 +56,38 @@ pub struct SimulatorConfig {
     pub public_url: Option<String>,
 }
 
-/// How one scripted task behaves. Every field has a default.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct TaskScript {
-    /// Provider model reported.
-    pub model: Option<String>,
-    /// File in the videos directory served when completed.
-    pub video: Option<String>,
-    /// Seconds queued (overrides the simulator's clock).
-    pub queued_seconds: Option<f64>,
-    /// Seconds processing.
-    pub processing_seconds: Option<f64>,
-    /// `completed` (default) or `failed`.
-    pub outcome: Option<String>,
-    /// The provider's message when the outcome is `failed`.
-    pub error: Option<String>,
-    /// Seconds of video reported as `actualDuration`.
-    pub actual_duration: Option<f64>,
-}
-
 #[derive(Debug)]
 struct Task {
     id: String,
     created: u64,
     started: Instant,
     script: TaskScript,
+    responses: Mutex<StepQueue>,
+    video_responses: Mutex<StepQueue>,
 }
 
-/// What clients did, for tests to assert on.
-#[derive(Debug, Default, Serialize)]
-pub struct Stats {
-    creates: AtomicU64,
-    queries: AtomicU64,
-    unauthorized: AtomicU64,
-    video_requests: AtomicU64,
-    video_requests_with_auth: AtomicU64,
+impl Task {
+    fn next_response(&self) -> Option<Step> {
+        self.responses.lock().expect("task lock").next()
+    }
+
+    fn next_video_response(&self) -> Option<Step> {
+        self.video_responses.lock().expect("task lock").next()
+    }
+}
+
+/// The queued create faults and the script of tasks created from now on.
+#[derive(Debug, Default)]
+struct Creates {
+    responses: StepQueue,
+    task: Option<TaskScript>,
 }
 
 struct Shared {
     config: SimulatorConfig,
     base_url: String,
     tasks: Mutex<HashMap<String, Arc<Task>>>,
+    creates: Mutex<Creates>,
     stats: Stats,
 }
 
@@ -103,21 +108,26 @@ pub async fn serve(
         config,
         base_url,
         tasks: Mutex::new(HashMap::new()),
+        creates: Mutex::new(Creates::default()),
         stats: Stats::default(),
     });
     let app = Router::new()
         .route("/v1/grok/videos", post(create))
         .route("/v1/result/{id}", get(result))
         .route("/files/{name}", get(file))
+        .route("/files/{task}/{name}", get(task_file))
         .route("/_sim/tasks", post(script_task))
+        .route("/_sim/create_script", post(script_creates))
         .route("/_sim/stats", get(stats))
+        .fallback(no_handler)
         .with_state(shared);
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<Conn>())
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 type AppState = State<Arc<Shared>>;
+type Client = ConnectInfo<Conn>;
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", shared.config.api_key);
@@ -126,7 +136,7 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == expected);
     if !ok {
-        shared.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        shared.stats.unauthorized();
     }
     ok
 }
@@ -139,6 +149,20 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"message": message}))).into_response()
+}
+
+/// A `/_sim` body: unknown fields and bad values are a 400 that says what is wrong.
+fn parse_script<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("bad script: {e}")))
+}
+
 fn new_task(shared: &Shared, script: TaskScript) -> Arc<Task> {
     let task = Arc::new(Task {
         id: format!("video_{}", uuid::Uuid::new_v4()),
@@ -147,6 +171,8 @@ fn new_task(shared: &Shared, script: TaskScript) -> Arc<Task> {
             .map(|d| d.as_secs())
             .unwrap_or_default(),
         started: Instant::now(),
+        responses: Mutex::new(StepQueue::new(&script.responses)),
+        video_responses: Mutex::new(StepQueue::new(&script.video_responses)),
         script,
     });
     shared
@@ -157,12 +183,40 @@ fn new_task(shared: &Shared, script: TaskScript) -> Arc<Task> {
     task
 }
 
-async fn create(State(shared): AppState, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn create(
+    State(shared): AppState,
+    ConnectInfo(conn): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !authorized(&shared, &headers) {
         return unauthorized();
     }
-    shared.stats.creates.fetch_add(1, Ordering::Relaxed);
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+    shared.stats.create();
+    let step = shared
+        .creates
+        .lock()
+        .expect("creates lock")
+        .responses
+        .next();
+    if let Some(step) = &step {
+        if let Some(done) = respond::before(step, &conn).await {
+            return done;
+        }
+        if step.is_custom() {
+            return respond::custom(step);
+        }
+    }
+    let response = accept_create(&shared, &body);
+    match &step {
+        Some(step) => respond::with_headers(step, response),
+        None => response,
+    }
+}
+
+/// The normal create: validate, create the task, answer it queued.
+fn accept_create(shared: &Shared, body: &[u8]) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
         return (
             StatusCode::BAD_REQUEST,
             Json(json!({"code": 400, "message": "body is not JSON"})),
@@ -197,45 +251,97 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: axum::body::B
     } else {
         "grok_video3_6s_480p.mp4"
     };
-    let task = new_task(
-        &shared,
-        TaskScript {
-            model: Some(model),
-            video: Some(video.to_owned()),
-            ..Default::default()
-        },
-    );
-    Json(body_of(&shared, &task, "queued")).into_response()
+    let mut script = shared
+        .creates
+        .lock()
+        .expect("creates lock")
+        .task
+        .clone()
+        .unwrap_or_default();
+    script.model.get_or_insert(model);
+    script.video.get_or_insert_with(|| video.to_owned());
+    let task = new_task(shared, script);
+    shared.stats.create_accepted();
+    Json(body_of(shared, &task, "queued")).into_response()
 }
 
-async fn script_task(State(shared): AppState, Json(script): Json<TaskScript>) -> Response {
-    if let Some(video) = &script.video
-        && !shared.config.videos_dir.join(video).is_file()
-    {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"message": format!("no video {video} in the videos directory")})),
-        )
-            .into_response();
+async fn script_task(State(shared): AppState, body: Bytes) -> Response {
+    let script: TaskScript = match parse_script(&body) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    if let Err(e) = script.validate(&shared.config.videos_dir) {
+        return bad_request(e);
     }
     let task = new_task(&shared, script);
     Json(body_of(&shared, &task, "queued")).into_response()
 }
 
-async fn result(State(shared): AppState, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn script_creates(State(shared): AppState, body: Bytes) -> Response {
+    let script: CreateScript = match parse_script(&body) {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    if let Err(e) = script.validate(&shared.config.videos_dir) {
+        return bad_request(e);
+    }
+    let queue = StepQueue::new(&script.responses);
+    let queued = queue.remaining();
+    *shared.creates.lock().expect("creates lock") = Creates {
+        responses: queue,
+        task: script.task.clone(),
+    };
+    Json(json!({"queued_responses": queued, "task": script.task})).into_response()
+}
+
+async fn result(
+    State(shared): AppState,
+    ConnectInfo(conn): Client,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if !authorized(&shared, &headers) {
         return unauthorized();
     }
-    shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+    shared.stats.query(&id);
     let task = shared.tasks.lock().expect("tasks lock").get(&id).cloned();
     let Some(task) = task else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"code": 404, "message": format!("task {id} not found")})),
-        )
-            .into_response();
+        return not_found(&id);
     };
+    let step = task.next_response();
+    if let Some(step) = &step {
+        if let Some(done) = respond::before(step, &conn).await {
+            return done;
+        }
+        if step.is_custom() {
+            return respond::custom(step);
+        }
+    }
+    let response = clock_answer(&shared, &task);
+    match &step {
+        Some(step) => respond::with_headers(step, response),
+        None => response,
+    }
+}
+
+fn not_found(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"code": 404, "message": format!("task {id} not found")})),
+    )
+        .into_response()
+}
+
+/// The unscripted answer: 404 while the task is "just created", then its clock.
+fn clock_answer(shared: &Shared, task: &Task) -> Response {
     let elapsed = task.started.elapsed().as_secs_f64();
+    if task
+        .script
+        .not_found_for_seconds
+        .is_some_and(|s| elapsed < s)
+    {
+        return not_found(&task.id);
+    }
     let queued = task
         .script
         .queued_seconds
@@ -253,15 +359,18 @@ async fn result(State(shared): AppState, headers: HeaderMap, Path(id): Path<Stri
     } else {
         "completed"
     };
-    Json(body_of(&shared, &task, status)).into_response()
+    Json(body_of(shared, task, status)).into_response()
+}
+
+fn video_of(task: &Task) -> String {
+    task.script
+        .video
+        .clone()
+        .unwrap_or_else(|| "grok_video3_6s_480p.mp4".to_owned())
 }
 
 fn body_of(shared: &Shared, task: &Task, status: &str) -> Value {
-    let video = task
-        .script
-        .video
-        .clone()
-        .unwrap_or_else(|| "grok_video3_6s_480p.mp4".to_owned());
+    let video = video_of(task);
     let completed = status == "completed";
     json!({
         "id": task.id,
@@ -269,43 +378,97 @@ fn body_of(shared: &Shared, task: &Task, status: &str) -> Value {
         "created": task.created,
         "model": task.script.model.clone().unwrap_or_else(|| "grok_video3".to_owned()),
         "status": status,
-        "video_url": completed.then(|| format!("{}/files/{video}", shared.base_url)),
+        "video_url": completed.then(|| format!("{}/files/{}/{video}", shared.base_url, task.id)),
         "actualDuration": completed.then(|| task.script.actual_duration.unwrap_or(if video.contains("30s") { 30.04 } else { 6.04 })),
         "error": (status == "failed").then(|| task.script.error.clone().unwrap_or_else(|| "generation failed".to_owned())),
     })
 }
 
-async fn file(State(shared): AppState, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    shared.stats.video_requests.fetch_add(1, Ordering::Relaxed);
-    if headers.contains_key(header::AUTHORIZATION) {
-        shared
-            .stats
-            .video_requests_with_auth
-            .fetch_add(1, Ordering::Relaxed);
-    }
-    if name.contains('/') || name.contains("..") {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let path = shared.config.videos_dir.join(&name);
-    let Ok(file) = tokio::fs::File::open(&path).await else {
+/// `GET /files/{name}`: the file, with no task's script.
+async fn file(
+    State(shared): AppState,
+    ConnectInfo(conn): Client,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    shared
+        .stats
+        .video(None, headers.contains_key(header::AUTHORIZATION));
+    serve_video(&shared, &conn, &name, None).await
+}
+
+/// `GET /files/{task}/{name}`: the file of a task, shaped by its `video_responses`.
+async fn task_file(
+    State(shared): AppState,
+    ConnectInfo(conn): Client,
+    headers: HeaderMap,
+    Path((task_id, name)): Path<(String, String)>,
+) -> Response {
+    shared
+        .stats
+        .video(Some(&task_id), headers.contains_key(header::AUTHORIZATION));
+    let task = shared
+        .tasks
+        .lock()
+        .expect("tasks lock")
+        .get(&task_id)
+        .cloned();
+    let Some(task) = task else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let len = file.metadata().await.map(|m| m.len()).unwrap_or_default();
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-    Response::builder()
-        .header(header::CONTENT_TYPE, "video/mp4")
-        .header(header::CONTENT_LENGTH, len)
-        .body(Body::from_stream(stream))
-        .expect("static response parts")
+    let step = task.next_video_response();
+    serve_video(&shared, &conn, &name, step).await
+}
+
+async fn serve_video(shared: &Shared, conn: &Conn, name: &str, step: Option<Step>) -> Response {
+    if let Some(step) = &step
+        && let Some(done) = respond::before(step, conn).await
+    {
+        return done;
+    }
+    let step = step.unwrap_or_default();
+    let (content_type, len, source) = if step.is_custom() {
+        let (content_type, bytes) = respond::step_body(&step);
+        let len = bytes.len() as u64;
+        let source: futures::stream::BoxStream<'static, std::io::Result<Bytes>> =
+            Box::pin(futures::stream::once(async move { Ok(bytes) }));
+        (content_type, len, source)
+    } else {
+        if name.contains('/') || name.contains("..") {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        let path = shared.config.videos_dir.join(name);
+        let Ok(file) = tokio::fs::File::open(&path).await else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let len = file.metadata().await.map(|m| m.len()).unwrap_or_default();
+        let source: futures::stream::BoxStream<'static, std::io::Result<Bytes>> =
+            Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
+        (Some("video/mp4"), len, source)
+    };
+    let (announced, body): (Option<u64>, Body) = respond::video_body(&step, len, source);
+    let mut response = Response::builder().status(step.status_code());
+    if let Some(ct) = content_type {
+        response = response.header(header::CONTENT_TYPE, ct);
+    }
+    if let Some(len) = announced {
+        response = response.header(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    let response = response.body(body).expect("static response parts");
+    respond::with_headers(&step, response)
 }
 
 async fn stats(State(shared): AppState) -> Json<Value> {
-    let s = &shared.stats;
-    Json(json!({
-        "creates": s.creates.load(Ordering::Relaxed),
-        "queries": s.queries.load(Ordering::Relaxed),
-        "unauthorized": s.unauthorized.load(Ordering::Relaxed),
-        "video_requests": s.video_requests.load(Ordering::Relaxed),
-        "video_requests_with_auth": s.video_requests_with_auth.load(Ordering::Relaxed),
-    }))
+    Json(shared.stats.to_json())
 }
+
+async fn no_handler(method: Method, uri: Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"message": format!("No handler found for {method} {}", uri.path())})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;
