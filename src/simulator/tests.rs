@@ -1,0 +1,356 @@
+//! The simulator's scripted faults, against the real server on loopback.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+const KEY: &str = "sk-sim-unit";
+
+struct Sim {
+    url: String,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Sim {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = SimulatorConfig {
+            api_key: KEY.into(),
+            videos_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+            queued_for: Duration::from_secs(0),
+            processing_for: Duration::from_secs(0),
+            public_url: None,
+        };
+        tokio::spawn(serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            _stop: stop,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn task(&self, script: Value) -> String {
+        let r = self.post("/_sim/tasks", script).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn query(&self, id: &str) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .get(format!("{}/v1/result/{id}", self.url))
+            .bearer_auth(KEY)
+            .send()
+            .await
+    }
+
+    async fn query_json(&self, id: &str) -> (u16, Value) {
+        let r = self.query(id).await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn create(&self) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(format!("{}/v1/grok/videos", self.url))
+            .bearer_auth(KEY)
+            .json(&json!({"model": "grok_video3", "prompt": "p"}))
+            .send()
+            .await
+    }
+
+    async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/_sim/stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn result_steps_answer_first_then_the_clock_resumes() {
+    let sim = Sim::start().await;
+    let id = sim
+        .task(json!({"responses": [
+            {"status": 502, "body": "<html><body>Bad gateway</body></html>"},
+            {"status": 429, "headers": {"Retry-After": "1"}, "json": {"msg": "slow down"}, "repeat": 2},
+            {"json": {"id": "x", "status": "In_Progress"}},
+            {"headers": {"X-Extra": "yes"}},
+        ]}))
+        .await;
+    let r = sim.query(&id).await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(r.text().await.unwrap().contains("Bad gateway"));
+    for _ in 0..2 {
+        let r = sim.query(&id).await.unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"msg": "slow down"})
+        );
+    }
+    assert_eq!(sim.query_json(&id).await.1["status"], "In_Progress");
+    let r = sim.query(&id).await.unwrap();
+    assert_eq!(r.headers()["x-extra"], "yes");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["status"], "completed",
+        "a header-only step keeps the normal answer"
+    );
+    let url = body["video_url"].as_str().unwrap();
+    assert_eq!(
+        url,
+        format!("{}/files/{id}/grok_video3_6s_480p.mp4", sim.url)
+    );
+    assert_eq!(sim.query_json(&id).await.1["status"], "completed");
+    let stats = sim.stats().await;
+    assert_eq!(stats["queries"], 6);
+    assert_eq!(stats["queries_by_task"][&id], 6);
+    assert!(stats["max_queries_per_second"].as_u64().unwrap() >= 1);
+    assert_eq!(stats["creates"], 0);
+}
+
+#[tokio::test]
+async fn not_found_window_then_found() {
+    let sim = Sim::start().await;
+    let id = sim.task(json!({"not_found_for_seconds": 0.5})).await;
+    let (status, body) = sim.query_json(&id).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"code": 404, "message": format!("task {id} not found")})
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(sim.query_json(&id).await.1["status"], "completed");
+    // An id never created is not found either, and still counted.
+    assert_eq!(sim.query_json("video_nope").await.0, 404);
+    assert_eq!(sim.stats().await["queries_by_task"]["video_nope"], 1);
+}
+
+#[tokio::test]
+async fn a_slow_answer_trips_the_client_timeout_once() {
+    let sim = Sim::start().await;
+    let id = sim.task(json!({"responses": [{"delay_ms": 1500}]})).await;
+    let started = Instant::now();
+    let err = sim
+        .http
+        .get(format!("{}/v1/result/{id}", sim.url))
+        .bearer_auth(KEY)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(sim.query_json(&id).await.1["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_dropped_query_closes_the_connection() {
+    let sim = Sim::start().await;
+    let id = sim.task(json!({"responses": [{"drop": true}]})).await;
+    let err = sim.query(&id).await.unwrap_err();
+    assert!(!err.is_timeout(), "{err}");
+    assert_eq!(sim.query_json(&id).await.1["status"], "completed");
+}
+
+#[tokio::test]
+async fn create_faults_then_scripted_tasks() {
+    let sim = Sim::start().await;
+    let r = sim
+        .post(
+            "/_sim/create_script",
+            json!({
+                "responses": [
+                    {"drop": true},
+                    {"status": 402, "json": {"code": 402, "message": "balance exhausted"}},
+                    {"status": 524, "body": "<html>A timeout occurred</html>"},
+                ],
+                "task": {"outcome": "failed", "error": "policy", "queued_seconds": 0, "processing_seconds": 0}
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["queued_responses"], 3);
+    assert!(
+        sim.create().await.is_err(),
+        "the dropped create has no answer"
+    );
+    let r = sim.create().await.unwrap();
+    assert_eq!(r.status(), 402);
+    assert_eq!(sim.create().await.unwrap().status(), 524);
+    let created: Value = sim.create().await.unwrap().json().await.unwrap();
+    assert_eq!(created["status"], "queued");
+    assert_eq!(created["model"], "grok_video3");
+    let id = created["id"].as_str().unwrap();
+    let (_, body) = sim.query_json(id).await;
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["error"], "policy");
+    // Unauthorized creates are not counted as creates.
+    let r = sim
+        .http
+        .post(format!("{}/v1/grok/videos", sim.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let stats = sim.stats().await;
+    assert_eq!(stats["creates"], 4);
+    assert_eq!(stats["creates_accepted"], 1);
+    assert_eq!(stats["unauthorized"], 1);
+}
+
+#[tokio::test]
+async fn video_steps_cut_stall_and_replace_the_body() {
+    let sim = Sim::start().await;
+    let full = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grok_video3_6s_480p.mp4"),
+    )
+    .unwrap();
+    let id = sim
+        .task(json!({"video_responses": [
+            {"truncate_at": 100000},
+            {"truncate_at": 1000, "no_content_length": true},
+            {"stall_after": 500, "delay_ms": 700},
+            {"status": 200, "body": "<html>login</html>"},
+            {"status": 403, "body": "<Error><Code>AccessDenied</Code></Error>", "headers": {"Content-Type": "application/xml"}},
+            {"drop": true},
+        ]}))
+        .await;
+    let url = sim.query_json(&id).await.1["video_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = || sim.http.get(&url).send();
+
+    let mut r = get().await.unwrap();
+    assert_eq!(r.content_length(), Some(full.len() as u64));
+    let mut got = Vec::new();
+    let err = loop {
+        match r.chunk().await {
+            Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+            Ok(None) => panic!("a body short of its length must fail"),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.is_body() || err.is_decode(), "{err}");
+    assert_eq!(
+        got,
+        full[..100_000],
+        "exactly the first truncate_at bytes arrive"
+    );
+
+    let r = get().await.unwrap();
+    assert_eq!(r.content_length(), None);
+    assert_eq!(r.headers()["transfer-encoding"], "chunked");
+    assert_eq!(r.bytes().await.unwrap(), full[..1000]);
+
+    let started = Instant::now();
+    let r = get().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap(), full[..]);
+    assert!(started.elapsed() >= Duration::from_millis(700));
+
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(r.text().await.unwrap(), "<html>login</html>");
+
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["content-type"], "application/xml");
+
+    assert!(get().await.is_err());
+    assert_eq!(get().await.unwrap().bytes().await.unwrap(), full[..]);
+    // The plain path serves the file too, with no script.
+    let plain = format!("{}/files/grok_video3_6s_480p.mp4", sim.url);
+    assert_eq!(
+        sim.http
+            .get(plain)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len(),
+        full.len()
+    );
+    let stats = sim.stats().await;
+    assert_eq!(stats["video_requests"], 8);
+    assert_eq!(stats["video_requests_by_task"][&id], 7);
+    assert_eq!(stats["video_requests_with_auth"], 0);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_bad_scripts_say_what_is_wrong() {
+    let sim = Sim::start().await;
+    let r = sim.post("/v2/nothing", json!({})).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "No handler found for POST /v2/nothing"})
+    );
+    for (script, says) in [
+        (json!({"responses": [{"delay": 1}]}), "delay"),
+        (json!({"video_responses": [{"status": 42}]}), "status"),
+        (json!({"video": "missing.mp4"}), "missing.mp4"),
+        (
+            json!({"not_found_for_seconds": -1}),
+            "not_found_for_seconds",
+        ),
+        (json!({"outcome": "cancelled"}), "outcome"),
+    ] {
+        let r = sim.post("/_sim/tasks", script.clone()).await;
+        assert_eq!(r.status(), 400, "{script}");
+        let message = r.json::<Value>().await.unwrap()["message"].to_string();
+        assert!(message.contains(says), "{script}: {message}");
+    }
+    let r = sim
+        .post(
+            "/_sim/create_script",
+            json!({"responses": [{"truncate_at": 1}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn the_busiest_second_is_reported() {
+    let sim = Sim::start().await;
+    let id = sim.task(json!({})).await;
+    for _ in 0..5 {
+        sim.query(&id).await.unwrap();
+    }
+    let stats = sim.stats().await;
+    let max = stats["max_queries_per_second"].as_u64().unwrap();
+    assert!((3..=5).contains(&max), "{max}");
+}
