@@ -22,7 +22,9 @@ pub enum TemporalError {
     )]
     Address(String),
     /// The server did not answer.
-    #[error("cannot connect to Temporal at {target}: {reason}")]
+    #[error(
+        "cannot connect to Temporal at {target} (set --temporal-address / TEMPORAL_ADDRESS or a temporal.toml profile): {reason}"
+    )]
     Connect {
         /// Where we tried.
         target: String,
@@ -62,7 +64,8 @@ pub async fn connect(
                 let reason = e.to_string();
                 match retry_for {
                     Some(limit) if started.elapsed() < limit => {
-                        tracing::warn!(%target, error = %reason, retry_in = ?wait, "Temporal not reachable yet");
+                        tracing::warn!(%target, error = %reason, retry_in = ?wait,
+                            "Temporal not reachable yet (--temporal-address / TEMPORAL_ADDRESS); retrying");
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(10));
                     }

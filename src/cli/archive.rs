@@ -53,6 +53,7 @@ impl ArchiveCmd {
             first_poll_delay_seconds: self.first_poll_delay,
             poll_interval_seconds: self.poll_interval,
             deadline_seconds: self.deadline,
+            ..Default::default()
         };
         let workflow_id = archive_workflow_id(&self.task_id);
         let options =

@@ -73,6 +73,7 @@ impl GenerateCmd {
             first_poll_delay_seconds: self.first_poll_delay,
             poll_interval_seconds: self.poll_interval,
             deadline_seconds: self.deadline,
+            ..Default::default()
         };
         grok_video_workflows::validate::generate_request(&request)
             .map_err(|problem| anyhow::anyhow!("ProviderRejectedRequest: {problem}"))?;

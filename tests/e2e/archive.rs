@@ -218,7 +218,7 @@ async fn wrong_or_missing_api_key_never_leaks() {
     let stack = Stack::start("api_key").await;
 
     // No key at all: the worker refuses to start and says which setting is missing.
-    let mut keyless = stack.worker("worker-keyless", None);
+    let mut keyless = stack.spawn_worker("worker-keyless", None);
     let status = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {

@@ -395,8 +395,9 @@ impl Stack {
         }
     }
 
-    /// A worker process; `key` is the API key it is given (`None`: none at all).
-    pub fn worker(&self, name: &str, key: Option<&str>) -> Proc {
+    /// The worker command with the stack's settings; `key` is the API key it is given
+    /// (`None`: none at all).
+    pub fn worker_command(&self, key: Option<&str>) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_grok-video-worker"));
         cmd.arg("worker")
             .env("RUST_LOG", "debug,h2=info,hyper=info,aws_smithy_runtime=info,aws_sdk_s3=info,rustls=info,tonic=info,tower=info")
@@ -411,11 +412,40 @@ impl Stack {
             .env("GROK_ALLOW_HTTP_VIDEO_URLS", "true")
             .env("GROK_ALLOW_PRIVATE_VIDEO_URLS", "true")
             .env("GROK_SHUTDOWN_GRACE_SECONDS", "5")
+            .env("GROK_MAX_REQUESTS_PER_SECOND", "0")
             .env_remove("GROK_API_KEY");
         if let Some(key) = key {
             cmd.env("GROK_API_KEY", key);
         }
-        Proc::spawn(name, &mut cmd, &self.dir)
+        cmd
+    }
+
+    /// Starts a worker without waiting for it (for workers expected to refuse to start).
+    pub fn spawn_worker(&self, name: &str, key: Option<&str>) -> Proc {
+        Proc::spawn(name, &mut self.worker_command(key), &self.dir)
+    }
+
+    /// Starts a worker and returns once it polls its task queue, so a test's clock starts
+    /// with a worker ready (its start-up time varies with the machine's load).
+    pub fn worker(&self, name: &str, key: Option<&str>) -> Proc {
+        self.start_worker(name, &mut self.worker_command(key))
+    }
+
+    /// Starts `cmd` as a worker and waits for its "worker started" line.
+    pub fn start_worker(&self, name: &str, cmd: &mut Command) -> Proc {
+        let mut proc = Proc::spawn(name, cmd, &self.dir);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !proc.log_text().contains("worker started") {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!("worker {name} exited with {status}:\n{}", proc.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {name} did not start within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proc
     }
 
     /// Every key in the test's bucket.

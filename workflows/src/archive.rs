@@ -6,18 +6,20 @@
 
 use std::time::Duration;
 
-use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo, CopyVideoRequest, VideoProgress};
+use grok_video_proto::v1::{
+    ArchiveVideoRequest, ArchivedVideo, Continuation, CopyVideoRequest, VideoProgress,
+};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_workflow::{
-    ActivityOptions, RetryPolicy, WorkflowContext, WorkflowContextView, WorkflowResult,
-    common::error::ApplicationFailure,
+    ActivityCancellationType, ActivityOptions, ContinueAsNewOptions, RetryPolicy,
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 use crate::{
     activities::CopyVideoToS3,
     failures,
-    poll::{self, PollPlan, WaitsForVideo},
-    schedule::{self, TaskShape},
+    poll::{self, PollPlan, Waited, WaitsForVideo},
+    schedule::TaskShape,
 };
 
 /// The workflow type `ArchiveVideo`.
@@ -25,11 +27,16 @@ use crate::{
 pub struct ArchiveVideo {
     request: ArchiveVideoRequest,
     progress: VideoProgress,
+    wakeups: u64,
 }
 
 impl WaitsForVideo for ArchiveVideo {
     fn progress(&mut self) -> &mut VideoProgress {
         &mut self.progress
+    }
+
+    fn wakeups(&self) -> u64 {
+        self.wakeups
     }
 }
 
@@ -43,7 +50,11 @@ impl ArchiveVideo {
             phase: "waiting".into(),
             ..Default::default()
         };
-        Self { request, progress }
+        Self {
+            request,
+            progress,
+            wakeups: 0,
+        }
     }
 
     /// Polls until the task is completed, then copies the video.
@@ -51,26 +62,39 @@ impl ArchiveVideo {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<ArchivedVideo> {
         let request = ctx.state(|s| s.request.clone());
         if request.task_id.trim().is_empty() {
-            return Err(ApplicationFailure::builder(
+            return Err(poll::fail(
+                ctx,
+                failures::INVALID_REQUEST,
                 "ArchiveVideoRequest.task_id is empty".to_owned(),
-            )
-            .type_name(failures::INVALID_REQUEST.to_owned())
-            .non_retryable(true)
-            .build()
-            .into());
+            ));
         }
-        let plan = PollPlan {
-            task_id: request.task_id.clone(),
-            first_poll_delay: request
-                .first_poll_delay_seconds
-                .map(|s| Duration::from_secs(u64::from(s))),
-            interval: schedule::interval(request.poll_interval_seconds),
-            deadline: request
-                .deadline_seconds
-                .map(|s| Duration::from_secs(u64::from(s))),
-            shape: TaskShape::default_for("grok_video3"),
-        };
-        wait_and_copy(ctx, &plan, &request.bucket, &request.key).await
+        let plan = PollPlan::new(
+            &request.task_id,
+            request.first_poll_delay_seconds,
+            request.poll_interval_seconds,
+            request.deadline_seconds,
+            request.max_polls_per_run,
+            TaskShape::default_for("grok_video3"),
+            request.continuation.clone(),
+        );
+        match wait_and_copy(ctx, &plan, &request.bucket, &request.key).await? {
+            Outcome::Stored(archived) => Ok(archived),
+            Outcome::ContinueAsNew(carried) => {
+                let next = ArchiveVideoRequest {
+                    continuation: Some(carried),
+                    ..request
+                };
+                ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
+                unreachable!("continue_as_new always returns Err")
+            }
+        }
+    }
+
+    /// Wakes the poll loop now instead of at the next timer (what a provider webhook or an
+    /// impatient operator sends).
+    #[signal]
+    pub fn poll_now(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
+        self.wakeups += 1;
     }
 
     /// Where the workflow is: phase, last provider status, polls, last and next poll times.
@@ -80,6 +104,15 @@ impl ArchiveVideo {
     }
 }
 
+/// How the shared wait-and-copy ended without a failure.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The video is stored.
+    Stored(ArchivedVideo),
+    /// Still waiting; the run's history is long enough: continue as new with this.
+    ContinueAsNew(Continuation),
+}
+
 /// The shared second half of every workflow: wait for the task with the poll loop, then copy
 /// its video and say where it is.
 pub async fn wait_and_copy<W: WaitsForVideo>(
@@ -87,8 +120,11 @@ pub async fn wait_and_copy<W: WaitsForVideo>(
     plan: &PollPlan,
     bucket: &str,
     key: &str,
-) -> WorkflowResult<ArchivedVideo> {
-    let task = poll::wait_for_video(ctx, plan).await?;
+) -> WorkflowResult<Outcome> {
+    let task = match poll::wait_for_video(ctx, plan).await? {
+        Waited::Ready(task) => task,
+        Waited::ContinueAsNew(carried) => return Ok(Outcome::ContinueAsNew(carried)),
+    };
     ctx.state_mut(|s| s.progress().phase = "copying".into());
     let copy = CopyVideoRequest {
         task_id: task.id.clone(),
@@ -110,7 +146,7 @@ pub async fn wait_and_copy<W: WaitsForVideo>(
         progress.phase = "done".into();
         progress.polls
     });
-    Ok(ArchivedVideo {
+    Ok(Outcome::Stored(ArchivedVideo {
         task_id: plan.task_id.clone(),
         model: task.model,
         bucket: stored.bucket,
@@ -121,14 +157,16 @@ pub async fn wait_and_copy<W: WaitsForVideo>(
         polls,
         etag: stored.etag,
         content_type: stored.content_type,
-    })
+    }))
 }
 
 /// Options of the copy: long attempts kept alive by heartbeats, so a dead worker is noticed
-/// within the heartbeat timeout and the copy resumes elsewhere.
+/// within the heartbeat timeout and the copy resumes elsewhere. A cancelled workflow waits
+/// for the copy to abort its multipart upload before it ends.
 pub fn copy_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(2 * 60 * 60))
         .heartbeat_timeout(Duration::from_secs(30))
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
         .retry_policy(
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))

@@ -11,13 +11,15 @@ use grok_video_proto::v1::{
 };
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_workflow::{
-    ActivityExecutionError, ActivityOptions, RetryPolicy, WorkflowContext, WorkflowContextView,
-    WorkflowResult, WorkflowTermination, common::error::IncomingError,
+    ActivityExecutionError, ActivityOptions, ContinueAsNewOptions, RetryPolicy,
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+    common::error::IncomingError,
 };
 
 use crate::{
     activities::CreateVideoTask,
-    archive, failures,
+    archive::{self, Outcome},
+    failures,
     poll::{self, PollPlan, WaitsForVideo},
     schedule::{self, TaskShape},
     validate,
@@ -28,11 +30,16 @@ use crate::{
 pub struct GenerateVideo {
     request: GenerateVideoRequest,
     progress: VideoProgress,
+    wakeups: u64,
 }
 
 impl WaitsForVideo for GenerateVideo {
     fn progress(&mut self) -> &mut VideoProgress {
         &mut self.progress
+    }
+
+    fn wakeups(&self) -> u64 {
+        self.wakeups
     }
 }
 
@@ -46,7 +53,11 @@ impl GenerateVideo {
             model: request.model.clone(),
             ..Default::default()
         };
-        Self { request, progress }
+        Self {
+            request,
+            progress,
+            wakeups: 0,
+        }
     }
 
     /// Creates the task, waits for it, stores the video.
@@ -60,28 +71,34 @@ impl GenerateVideo {
                 problem,
             ));
         }
-        let create = CreateVideoTaskRequest {
-            model: request.model.clone(),
-            prompt: request.prompt.clone(),
-            duration_seconds: request.duration_seconds,
-            aspect_ratio: request.aspect_ratio.clone(),
-            resolution: request.resolution.clone(),
-            image_urls: request.image_urls.clone(),
+        let task_id = if request.created_task_id.is_empty() {
+            let create = CreateVideoTaskRequest {
+                model: request.model.clone(),
+                prompt: request.prompt.clone(),
+                duration_seconds: request.duration_seconds,
+                aspect_ratio: request.aspect_ratio.clone(),
+                resolution: request.resolution.clone(),
+                image_urls: request.image_urls.clone(),
+            };
+            let task = match ctx
+                .execute_activity(CreateVideoTask, create, create_options())
+                .await
+            {
+                Ok(task) => task,
+                Err(err) => return Err(create_failure(ctx, err)),
+            };
+            ctx.state_mut(|s| {
+                s.progress.provider_status = task.provider_status.clone();
+                if !task.model.is_empty() {
+                    s.progress.model = task.model.clone();
+                }
+            });
+            task.id
+        } else {
+            // A continued run: the task exists already and is never created again.
+            request.created_task_id.clone()
         };
-        let task = match ctx
-            .execute_activity(CreateVideoTask, create, create_options())
-            .await
-        {
-            Ok(task) => task,
-            Err(err) => return Err(create_failure(ctx, err)),
-        };
-        ctx.state_mut(|s| {
-            s.progress.task_id = task.id.clone();
-            s.progress.provider_status = task.provider_status.clone();
-            if !task.model.is_empty() {
-                s.progress.model = task.model.clone();
-            }
-        });
+        ctx.state_mut(|s| s.progress.task_id = task_id.clone());
 
         let shape = TaskShape {
             model: request.model.clone(),
@@ -93,23 +110,37 @@ impl GenerateVideo {
             },
             image_count: request.image_urls.len() as u32,
         };
-        let estimate = schedule::estimate(&shape);
-        let plan = PollPlan {
-            task_id: task.id.clone(),
-            // Nothing is worth asking before the expected minimum generation time.
-            first_poll_delay: Some(
-                request
-                    .first_poll_delay_seconds
-                    .map(|s| Duration::from_secs(u64::from(s)))
-                    .unwrap_or(estimate.min),
-            ),
-            interval: schedule::interval(request.poll_interval_seconds),
-            deadline: request
-                .deadline_seconds
-                .map(|s| Duration::from_secs(u64::from(s))),
+        // Nothing is worth asking before the expected minimum generation time.
+        let first_poll_delay = request
+            .first_poll_delay_seconds
+            .unwrap_or(schedule::estimate(&shape).min.as_secs() as u32);
+        let plan = PollPlan::new(
+            &task_id,
+            Some(first_poll_delay),
+            request.poll_interval_seconds,
+            request.deadline_seconds,
+            request.max_polls_per_run,
             shape,
-        };
-        archive::wait_and_copy(ctx, &plan, &request.bucket, &request.key).await
+            request.continuation.clone(),
+        );
+        match archive::wait_and_copy(ctx, &plan, &request.bucket, &request.key).await? {
+            Outcome::Stored(archived) => Ok(archived),
+            Outcome::ContinueAsNew(carried) => {
+                let next = GenerateVideoRequest {
+                    created_task_id: task_id,
+                    continuation: Some(carried),
+                    ..request
+                };
+                ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
+                unreachable!("continue_as_new always returns Err")
+            }
+        }
+    }
+
+    /// Wakes the poll loop now instead of at the next timer.
+    #[signal]
+    pub fn poll_now(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
+        self.wakeups += 1;
     }
 
     /// Where the workflow is: phase (creating, waiting, copying, done, failed), provider task

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use grok_video_proto::v1::{QueryVideoTaskRequest, VideoProgress, VideoStatus, VideoTask};
+use grok_video_proto::v1::{
+    Continuation, QueryVideoTaskRequest, VideoProgress, VideoStatus, VideoTask,
+};
 use temporalio_workflow::{
     ActivityExecutionError, ActivityOptions, RetryPolicy, TimerResult, WorkflowContext,
     WorkflowResult, WorkflowTermination,
@@ -20,6 +22,8 @@ use crate::{
 pub trait WaitsForVideo: Sized + 'static {
     /// The progress record the poll loop updates and the `status` query reports.
     fn progress(&mut self) -> &mut VideoProgress;
+    /// How many `poll_now` signals arrived; a change wakes the loop's timer early.
+    fn wakeups(&self) -> u64;
 }
 
 /// How one workflow waits: resolved from its request before the loop starts.
@@ -32,30 +36,96 @@ pub struct PollPlan {
     pub first_poll_delay: Option<Duration>,
     /// Time between queries of an unfinished task.
     pub interval: Duration,
-    /// Time after the workflow's start at which waiting stops; `None` derives it from the
+    /// Time after the first run's start at which waiting stops; `None` derives it from the
     /// model's estimate.
     pub deadline: Option<Duration>,
     /// What the task is expected to be, before the provider says otherwise.
     pub shape: TaskShape,
+    /// Queries in one run before continuing as new.
+    pub max_polls_per_run: u32,
+    /// What earlier runs carried over, if this run continues one.
+    pub carried: Option<Continuation>,
 }
 
-/// Runs the loop until the task is `completed` with a `video_url`, and returns it. Provider
-/// outcomes other than completion end the workflow with their stable failure type.
+/// Status queries per run before continuing as new, unless the request says otherwise.
+pub const DEFAULT_MAX_POLLS_PER_RUN: u32 = 200;
+
+impl PollPlan {
+    /// The plan's fields from a request's optional poll settings; a continued run starts by
+    /// waiting one interval, since the previous run has just queried.
+    pub fn new(
+        task_id: &str,
+        first_poll_delay_seconds: Option<u32>,
+        poll_interval_seconds: Option<u32>,
+        deadline_seconds: Option<u32>,
+        max_polls_per_run: Option<u32>,
+        shape: TaskShape,
+        carried: Option<Continuation>,
+    ) -> Self {
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        let interval = schedule::interval(poll_interval_seconds);
+        Self {
+            task_id: task_id.to_owned(),
+            first_poll_delay: if carried.is_some() {
+                Some(interval)
+            } else {
+                first_poll_delay_seconds.map(secs)
+            },
+            interval,
+            deadline: deadline_seconds.map(secs),
+            shape,
+            max_polls_per_run: max_polls_per_run
+                .unwrap_or(DEFAULT_MAX_POLLS_PER_RUN)
+                .max(1),
+            carried,
+        }
+    }
+}
+
+/// How the wait ended without a failure.
+#[derive(Debug)]
+pub enum Waited {
+    /// The task is completed with a `video_url`.
+    Ready(VideoTask),
+    /// This run's history is long enough: continue as new with this.
+    ContinueAsNew(Continuation),
+}
+
+/// Runs the loop until the task is `completed` with a `video_url`, or until this run should
+/// continue as new. Provider outcomes other than completion end the workflow with their
+/// stable failure type.
 pub async fn wait_for_video<W: WaitsForVideo>(
     ctx: &mut WorkflowContext<W>,
     plan: &PollPlan,
-) -> WorkflowResult<VideoTask> {
-    let started = ctx.info().start_time().unwrap_or(UNIX_EPOCH);
+) -> WorkflowResult<Waited> {
+    let carried = plan.carried.clone().unwrap_or_default();
+    let started = match plan.carried {
+        Some(ref c) => UNIX_EPOCH + Duration::from_secs(c.started_at.unsigned_abs()),
+        None => ctx.info().start_time().unwrap_or(UNIX_EPOCH),
+    };
     let mut shape = plan.shape.clone();
+    if !carried.model.is_empty() {
+        shape.model = carried.model.clone();
+    }
     let mut estimate = schedule::estimate(&shape);
-    let mut completed_without_url = 0;
-    set_progress(ctx, |p| p.phase = "waiting".into());
+    let mut completed_without_url = carried.completed_without_url;
+    let mut polls_this_run = 0;
+    set_progress(ctx, |p| {
+        p.phase = "waiting".into();
+        p.polls = carried.polls;
+        if !carried.model.is_empty() {
+            p.model = carried.model.clone();
+        }
+    });
 
     if let Some(delay) = plan.first_poll_delay.filter(|d| !d.is_zero()) {
+        let next = unix_seconds(ctx.workflow_time()) + delay.as_secs() as i64;
+        set_progress(ctx, |p| p.next_poll_at = next);
         sleep(ctx, delay).await?;
     }
     loop {
         let task = query(ctx, &plan.task_id).await?;
+        polls_this_run += 1;
         let now = unix_seconds(ctx.workflow_time());
         set_progress(ctx, |p| {
             p.polls += 1;
@@ -72,7 +142,7 @@ pub async fn wait_for_video<W: WaitsForVideo>(
         }
         match task.status() {
             VideoStatus::Completed if task.video_url.as_deref().is_some_and(|u| !u.is_empty()) => {
-                return Ok(task);
+                return Ok(Waited::Ready(task));
             }
             VideoStatus::Completed => {
                 completed_without_url += 1;
@@ -145,6 +215,17 @@ pub async fn wait_for_video<W: WaitsForVideo>(
                 ),
             ));
         };
+        if polls_this_run >= plan.max_polls_per_run || ctx.continue_as_new_suggested() {
+            let (polls, model) =
+                ctx.state_mut(|s| (s.progress().polls, s.progress().model.clone()));
+            return Ok(Waited::ContinueAsNew(Continuation {
+                started_at: unix_seconds(Some(started)),
+                polls,
+                completed_without_url,
+                model,
+                runs: carried.runs + 1,
+            }));
+        }
         let next = now + delay.as_secs() as i64;
         set_progress(ctx, |p| p.next_poll_at = next);
         sleep(ctx, delay).await?;
@@ -184,13 +265,21 @@ async fn query<W: WaitsForVideo>(
     }
 }
 
+/// Sleeps on a durable timer; a `poll_now` signal ends the sleep early.
 async fn sleep<W: WaitsForVideo>(
     ctx: &mut WorkflowContext<W>,
     delay: Duration,
 ) -> WorkflowResult<()> {
-    match ctx.timer(delay).await {
-        TimerResult::Fired => Ok(()),
-        TimerResult::Cancelled => Err(WorkflowTermination::cancelled()),
+    let wakeups = ctx.state(|s| s.wakeups());
+    temporalio_workflow::workflows::select! {
+        fired = ctx.timer(delay) => match fired {
+            TimerResult::Fired => Ok(()),
+            TimerResult::Cancelled => Err(WorkflowTermination::cancelled()),
+        },
+        woken = ctx.wait_condition(move |s: &W| s.wakeups() != wakeups) => match woken {
+            Ok(()) => Ok(()),
+            Err(_) => Err(WorkflowTermination::cancelled()),
+        },
     }
 }
 
