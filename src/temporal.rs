@@ -21,6 +21,17 @@ pub enum TemporalError {
         "invalid setting --temporal-address / TEMPORAL_ADDRESS: {0:?} is not host:port or a URL"
     )]
     Address(String),
+    /// The search attributes could not be listed or registered.
+    #[error(
+        "cannot register search attributes GrokTaskId, GrokModel, GrokProviderStatus (Keyword) in namespace {namespace}: {reason}; \
+         register them with `temporal operator search-attribute create`, or start the worker with GROK_REGISTER_SEARCH_ATTRIBUTES=false once they exist"
+    )]
+    SearchAttributes {
+        /// The namespace.
+        namespace: String,
+        /// The server's message.
+        reason: String,
+    },
     /// The server did not answer.
     #[error(
         "cannot connect to Temporal at {target} (set --temporal-address / TEMPORAL_ADDRESS or a temporal.toml profile): {reason}"
@@ -86,4 +97,49 @@ fn parse_address(address: &str) -> Result<Url, TemporalError> {
         Ok(url) if url.host().is_some() => Ok(url),
         _ => Err(TemporalError::Address(address.to_owned())),
     }
+}
+
+/// Registers the workflows' search attributes (see `grok_video_workflows::search`) in the
+/// client's namespace when they are missing. Workflows upsert them, and an upsert of an
+/// unregistered attribute would fail every workflow task.
+pub async fn ensure_search_attributes(client: &Client) -> Result<(), TemporalError> {
+    use temporalio_client::{NamespacedClient, tonic};
+    use temporalio_common::protos::temporal::api::{
+        enums::v1::IndexedValueType,
+        operatorservice::v1::{AddSearchAttributesRequest, ListSearchAttributesRequest},
+    };
+
+    let namespace = client.namespace().to_owned();
+    let hint = |e: tonic::Status| TemporalError::SearchAttributes {
+        namespace: namespace.clone(),
+        reason: e.message().to_owned(),
+    };
+    let mut operator = client.connection().operator_service();
+    let existing = operator
+        .list_search_attributes(tonic::Request::new(ListSearchAttributesRequest {
+            namespace: namespace.clone(),
+        }))
+        .await
+        .map_err(hint)?
+        .into_inner();
+    let missing: std::collections::HashMap<String, i32> = grok_video_workflows::search::ALL
+        .iter()
+        .filter(|(name, _)| {
+            !existing.custom_attributes.contains_key(*name)
+                && !existing.system_attributes.contains_key(*name)
+        })
+        .map(|(name, _)| ((*name).to_owned(), IndexedValueType::Keyword as i32))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(attributes = ?missing.keys().collect::<Vec<_>>(), %namespace, "registering search attributes");
+    operator
+        .add_search_attributes(tonic::Request::new(AddSearchAttributesRequest {
+            search_attributes: missing,
+            namespace: namespace.clone(),
+        }))
+        .await
+        .map_err(hint)?;
+    Ok(())
 }

@@ -31,6 +31,8 @@ pub struct WorkerSettings {
     /// Activity starts per second on the task queue, across all its workers (the Temporal
     /// server enforces it); each status query or create is one provider request per attempt.
     pub max_activities_per_second: Option<f64>,
+    /// Register the workflows' search attributes at start-up when missing.
+    pub register_search_attributes: bool,
 }
 
 /// Why the worker stopped with an error.
@@ -58,6 +60,9 @@ pub async fn run(
     let provider = ProviderClient::new(&settings.provider)?;
     let storage = Storage::new(settings.storage.clone()).await?;
     let client = temporal::connect(&settings.temporal, Some(CONNECT_RETRY_FOR)).await?;
+    if settings.register_search_attributes {
+        temporal::ensure_search_attributes(&client).await?;
+    }
     let runtime = Runtime::from_current_tokio(Default::default())
         .map_err(|e| WorkerError::Sdk(e.to_string()))?;
     let options = WorkerOptions::new(settings.temporal.task_queue.clone())

@@ -26,6 +26,10 @@ pub struct WorkerCmd {
     /// or create is one request per attempt; copies make none). 0 disables it.
     #[arg(long, env = "GROK_MAX_REQUESTS_PER_SECOND", default_value_t = 10.0)]
     max_requests_per_second: f64,
+    /// Register the search attributes GrokTaskId, GrokModel and GrokProviderStatus at start
+    /// when missing (needs operator rights; turn off where they are registered already).
+    #[arg(long, env = "GROK_REGISTER_SEARCH_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
+    register_search_attributes: bool,
 }
 
 impl WorkerCmd {
@@ -35,6 +39,7 @@ impl WorkerCmd {
             storage: self.storage.resolve()?,
             temporal: self.temporal,
             grace_period: Duration::from_secs(self.shutdown_grace_seconds),
+            register_search_attributes: self.register_search_attributes,
             max_activities_per_second: match self.max_requests_per_second {
                 r if r.is_finite() && r > 0.0 => Some(r),
                 r if r == 0.0 => None,

@@ -2,5 +2,6 @@
 //! server, the provider simulator and the worker binary. One binary, one module per suite.
 
 mod archive;
+mod durable;
 mod generate;
 mod stack;

@@ -7,6 +7,7 @@
 //! - [`validate`]: what the provider documents as certain about a create request.
 //! - [`poll`]: the poll loop itself, shared by every workflow that waits for a task.
 //! - [`schedule`]: pure functions for first-poll delay, interval, jitter and deadline.
+//! - [`search`]: the search attributes that make workflows findable by provider task.
 //! - [`activities`]: activity names and their input/output messages.
 //! - [`failures`]: the stable failure type names callers match on.
 
@@ -16,6 +17,7 @@ pub mod failures;
 pub mod generate;
 pub mod poll;
 pub mod schedule;
+pub mod search;
 pub mod validate;
 
 pub use archive::ArchiveVideo;

@@ -16,6 +16,7 @@ use crate::{
     activities::QueryVideoTask,
     failures,
     schedule::{self, Estimate, TaskShape},
+    search,
 };
 
 /// Workflows that wait for a task keep their [`VideoProgress`] in their state.
@@ -118,6 +119,7 @@ pub async fn wait_for_video<W: WaitsForVideo>(
         }
     });
 
+    search::record(ctx, &plan.task_id, &carried.model, "");
     if let Some(delay) = plan.first_poll_delay.filter(|d| !d.is_zero()) {
         let next = unix_seconds(ctx.workflow_time()) + delay.as_secs() as i64;
         set_progress(ctx, |p| p.next_poll_at = next);
@@ -136,6 +138,8 @@ pub async fn wait_for_video<W: WaitsForVideo>(
                 p.model = task.model.clone();
             }
         });
+        let model = ctx.state_mut(|s| s.progress().model.clone());
+        search::record(ctx, &plan.task_id, &model, &task.provider_status);
         if !task.model.is_empty() && task.model != shape.model {
             shape.model = task.model.clone();
             estimate = schedule::estimate(&shape);

@@ -1,0 +1,226 @@
+//! Long waits and operations: continue-as-new keeps each run's history bounded, `poll_now`
+//! wakes the timer, search attributes find a workflow by provider task, and cancelling a
+//! workflow mid-copy aborts its multipart upload.
+
+use std::time::Duration;
+
+use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
+use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
+use serde_json::json;
+use temporalio_client::{
+    Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions,
+    WorkflowSignalOptions, WorkflowStartOptions, errors::WorkflowGetResultError,
+};
+
+use crate::stack::{API_KEY, Stack, eventually, fixture};
+
+type Handle = WorkflowHandle<Client, ArchiveVideo>;
+
+async fn start(stack: &Stack, client: &Client, request: ArchiveVideoRequest) -> Handle {
+    let id = archive_workflow_id(&request.task_id);
+    client
+        .start_workflow(
+            ArchiveVideo::run,
+            request,
+            WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build(),
+        )
+        .await
+        .expect("start ArchiveVideo");
+    client.get_workflow_handle(id)
+}
+
+async fn result(
+    handle: &Handle,
+    within: Duration,
+) -> Result<ArchivedVideo, WorkflowGetResultError> {
+    tokio::time::timeout(
+        within,
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("workflow result within the deadline")
+}
+
+/// The runs of a workflow id and their history lengths, newest first, from the Temporal CLI.
+fn runs(stack: &Stack, workflow_id: &str) -> Vec<(String, u64)> {
+    let out = stack.temporal.cli(&[
+        "workflow",
+        "list",
+        "--output",
+        "json",
+        "--query",
+        &format!("WorkflowId='{workflow_id}'"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    list.iter()
+        .map(|w| {
+            let run = w["execution"]["runId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let len = w["historyLength"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| w["historyLength"].as_u64())
+                .unwrap_or_default();
+            (run, len)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn continues_as_new_with_bounded_history_and_the_same_result() {
+    let stack = Stack::start("continue_as_new").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let client = stack.temporal.client().await;
+    let task = stack
+        .sim
+        .task(json!({"video": "grok_video3_6s_480p.mp4", "queued_seconds": 2, "processing_seconds": 18}))
+        .await;
+    let request = ArchiveVideoRequest {
+        task_id: task.clone(),
+        bucket: stack.bucket.clone(),
+        first_poll_delay_seconds: Some(1),
+        poll_interval_seconds: Some(1),
+        deadline_seconds: Some(300),
+        max_polls_per_run: Some(4),
+        ..Default::default()
+    };
+    let handle = start(&stack, &client, request).await;
+    let archived = result(&handle, Duration::from_secs(120))
+        .await
+        .expect("archived across runs");
+    let source = std::fs::read(fixture("grok_video3_6s_480p.mp4")).unwrap();
+    assert_eq!(archived.size_bytes, source.len() as i64);
+    assert_eq!(stack.object(&archived.key).await.0, source);
+    let runs = runs(&stack, &archive_workflow_id(&task));
+    assert!(runs.len() >= 4, "expected several runs, got {runs:?}");
+    let queries = stack.sim.stats().await["queries_by_task"][&task]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        u64::from(archived.polls),
+        queries,
+        "polls are counted across runs"
+    );
+    for (run, len) in &runs {
+        assert!(
+            *len <= 60,
+            "run {run} has {len} history events; continue-as-new should bound it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
+    let stack = Stack::start("poll_now").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let client = stack.temporal.client().await;
+    let task = stack
+        .sim
+        .task(json!({"video": "grok_video3_6s_480p.mp4", "queued_seconds": 0, "processing_seconds": 2, "model": "grok_video3"}))
+        .await;
+    let request = ArchiveVideoRequest {
+        task_id: task.clone(),
+        bucket: stack.bucket.clone(),
+        first_poll_delay_seconds: Some(1),
+        poll_interval_seconds: Some(3600),
+        ..Default::default()
+    };
+    let handle = start(&stack, &client, request).await;
+    eventually(
+        "the first status query",
+        Duration::from_secs(30),
+        || async {
+            handle
+                .query(ArchiveVideo::status, (), WorkflowQueryOptions::default())
+                .await
+                .is_ok_and(|p| p.polls >= 1)
+        },
+    )
+    .await;
+    let out = stack.temporal.cli(&[
+        "workflow",
+        "list",
+        "--query",
+        &format!("GrokTaskId='{task}'"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(&task)),
+        "found by GrokTaskId"
+    );
+    // The next timer is an hour away; the task is done in two seconds: the signal wakes it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    handle
+        .signal(ArchiveVideo::poll_now, (), WorkflowSignalOptions::default())
+        .await
+        .expect("signal poll_now");
+    let archived = result(&handle, Duration::from_secs(60))
+        .await
+        .expect("archived after poll_now");
+    assert_eq!(archived.polls, 2);
+    let out = stack.temporal.cli(&[
+        "workflow",
+        "list",
+        "--query",
+        &format!(
+            "GrokTaskId='{task}' AND GrokProviderStatus='completed' AND GrokModel='grok_video3'"
+        ),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(&task)));
+}
+
+#[tokio::test]
+async fn cancelling_mid_copy_aborts_the_upload() {
+    let stack = Stack::start("cancel_copy").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let client = stack.temporal.client().await;
+    // The 15 MB video stalls after 10 MB: the first 8 MiB part is uploaded, the copy hangs.
+    let task = stack
+        .sim
+        .task(json!({
+            "video": "grok_video3_30s_720p.mp4", "queued_seconds": 0, "processing_seconds": 0,
+            "video_responses": [{"stall_after": 10_000_000, "delay_ms": 50_000}]
+        }))
+        .await;
+    let request = ArchiveVideoRequest {
+        task_id: task.clone(),
+        bucket: stack.bucket.clone(),
+        first_poll_delay_seconds: Some(0),
+        poll_interval_seconds: Some(1),
+        ..Default::default()
+    };
+    let handle = start(&stack, &client, request).await;
+    eventually(
+        "a multipart upload under way",
+        Duration::from_secs(60),
+        || async { stack.open_uploads().await >= 1 },
+    )
+    .await;
+    handle
+        .cancel(
+            WorkflowCancelOptions::builder()
+                .reason("test".to_owned())
+                .build(),
+        )
+        .await
+        .expect("cancel");
+    let err = result(&handle, Duration::from_secs(60))
+        .await
+        .expect_err("cancelled");
+    assert!(
+        matches!(err, WorkflowGetResultError::Cancelled { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        stack.open_uploads().await,
+        0,
+        "the multipart upload was aborted"
+    );
+    assert!(stack.keys().await.is_empty());
+}
