@@ -1,6 +1,6 @@
 # The two set-up commands: `make demo` (the main job on the embedded local stack) and
 # `make test` (all tests). Both install what they need into .tools/ first.
-.PHONY: demo test build tools clean
+.PHONY: demo test build tools clean record-histories
 
 demo:
 	scripts/demo.sh
@@ -16,3 +16,8 @@ tools:
 
 clean:
 	rm -rf .stack target/e2e
+
+# Re-record tests/histories (replayed by `make test`) after a deliberate workflow change.
+record-histories:
+	scripts/install-tools.sh
+	cargo nextest run --run-ignored only -E 'test(record_histories)'

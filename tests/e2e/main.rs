@@ -4,4 +4,6 @@
 mod archive;
 mod durable;
 mod generate;
+mod provider;
+mod replay;
 mod stack;
