@@ -24,6 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         annotate_fields(&mut config, &message);
     }
     let out = std::env::var("OUT_DIR")?;
+    // The descriptors travel with the crate: binary/protobuf payloads name their message
+    // type, and the worker decodes them by that name.
+    std::fs::write(
+        Path::new(&out).join("file_descriptor_set.bin"),
+        prost::Message::encode_to_vec(&pool),
+    )?;
     config.out_dir(Path::new(&out));
     config.compile_fds(pool)?;
     Ok(())

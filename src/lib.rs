@@ -4,6 +4,7 @@
 //! - [`config`]: typed settings from flags and `GROK_*` environment variables.
 //! - [`provider`]: the provider's HTTP API: client, tolerant parsing, error classes.
 //! - [`storage`]: the streaming copy from `video_url` into S3, with URL safety checks.
+//! - [`payloads`]: the payload converter: json/plain, json/protobuf and binary/protobuf in.
 //! - [`activities`]: the activity implementations; where errors get their retry class.
 //! - [`temporal`]: connecting to Temporal through its envconfig.
 //! - [`worker`]: the worker process: registration, run, graceful shutdown.
@@ -16,6 +17,7 @@
 pub mod activities;
 pub mod cli;
 pub mod config;
+pub mod payloads;
 pub mod provider;
 pub mod simulator;
 pub mod storage;

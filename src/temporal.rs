@@ -59,6 +59,7 @@ pub async fn connect(
     if let Some(namespace) = &args.namespace {
         client_opts.namespace = namespace.clone();
     }
+    client_opts.data_converter = crate::payloads::data_converter();
     conn.connect_timeout = Some(Duration::from_secs(10));
     let target = conn.target.to_string();
     let started = std::time::Instant::now();

@@ -16,6 +16,37 @@ pub mod names {
     pub const ARCHIVED_VIDEO: &str = "grokvideo.v1.ArchivedVideo";
 }
 
+/// Protobuf binary payloads: decoded by their full message name into the JSON the serde
+/// derives read, so one set of types serves every payload encoding.
+pub mod binary {
+    use std::sync::LazyLock;
+
+    use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+
+    static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
+        DescriptorPool::decode(
+            &include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"))[..],
+        )
+        .expect("descriptors compiled by build.rs")
+    });
+
+    /// Decodes `bytes` as the message `message_type` (e.g. `grokvideo.v1.ArchiveVideoRequest`)
+    /// into JSON with the proto field names.
+    pub fn to_json(message_type: &str, bytes: &[u8]) -> Result<serde_json::Value, String> {
+        let descriptor = POOL.get_message_by_name(message_type).ok_or_else(|| {
+            format!("unknown message type {message_type:?} (this worker knows grokvideo.v1.*)")
+        })?;
+        let message = DynamicMessage::decode(descriptor, bytes)
+            .map_err(|e| format!("invalid {message_type} protobuf: {e}"))?;
+        let options = SerializeOptions::new()
+            .use_proto_field_name(true)
+            .stringify_64_bit_integers(false);
+        message
+            .serialize_with_options(serde_json::value::Serializer, &options)
+            .map_err(|e| format!("cannot convert {message_type} to JSON: {e}"))
+    }
+}
+
 /// serde helpers that give the generated types proto3 JSON's leniency on input.
 pub mod json {
     use serde::{Deserialize, Deserializer};
@@ -82,6 +113,39 @@ pub mod json {
 #[cfg(test)]
 mod tests {
     use super::v1::*;
+
+    #[test]
+    fn binary_protobuf_decodes_into_the_same_types() {
+        use prost::Message;
+        let request = ArchiveVideoRequest {
+            task_id: "video_1".into(),
+            bucket: "b".into(),
+            deadline_seconds: Some(60),
+            continuation: Some(Continuation {
+                started_at: 1_774_836_724,
+                polls: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let json =
+            crate::binary::to_json("grokvideo.v1.ArchiveVideoRequest", &request.encode_to_vec())
+                .unwrap();
+        let back: ArchiveVideoRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, request);
+        let task = VideoTask {
+            status: VideoStatus::Completed as i32,
+            created: 5,
+            ..Default::default()
+        };
+        let json = crate::binary::to_json("grokvideo.v1.VideoTask", &task.encode_to_vec()).unwrap();
+        assert_eq!(serde_json::from_value::<VideoTask>(json).unwrap(), task);
+        assert!(
+            crate::binary::to_json("other.Thing", b"")
+                .unwrap_err()
+                .contains("unknown message type")
+        );
+    }
 
     #[test]
     fn json_accepts_proto_and_camel_case_names() {
