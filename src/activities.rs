@@ -7,13 +7,13 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, LazyLock, Mutex, atomic::AtomicU64},
+    sync::{Arc, LazyLock, Mutex},
     time::Duration,
 };
 
 use grok_video_proto::v1::{
-    CopyVideoRequest, CreateVideoTaskRequest, QueryVideoTaskRequest, StoredVideo, VideoStatus,
-    VideoTask,
+    CopyCheckpoint, CopyVideoRequest, CreateVideoTaskRequest, QueryVideoTaskRequest, StoredVideo,
+    VideoStatus, VideoTask,
 };
 use grok_video_workflows::{activities as contract, failures};
 use rand::Rng;
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     provider::{ProviderClient, ProviderError},
-    storage::{CopyJob, Storage, StorageError},
+    storage::{CopyJob, CopyProgress, Storage, StorageError},
 };
 
 /// Attempts during which a 404 for a task is retried: a task id just returned by create can
@@ -38,6 +38,8 @@ const NOT_A_VIDEO_ATTEMPTS: u32 = 3;
 const CREATE_ATTEMPTS: u32 = 5;
 /// Provider status texts already reported as unknown, so each is logged once per process.
 static UNKNOWN_STATUSES: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+/// Fresh `video_url`s asked of the provider when the video host refuses the current one.
+const URL_REQUERIES: u32 = 2;
 /// How often a running copy heartbeats its progress.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
@@ -164,7 +166,7 @@ impl VideoActivities {
     ) -> Result<StoredVideo, ActivityError> {
         let attempt = ctx.info().attempt;
         let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
-        let job = CopyJob {
+        let mut job = CopyJob {
             task_id: input.task_id,
             video_url: input.video_url,
             bucket: input.bucket,
@@ -172,20 +174,46 @@ impl VideoActivities {
             model: input.model,
             actual_duration_seconds: input.actual_duration_seconds,
         };
-        let copied = AtomicU64::new(0);
-        let cancel = CancellationToken::new();
+        // The last heartbeat of a lost attempt says where its upload stands.
+        let resume: Option<CopyCheckpoint> = ctx.heartbeat_details().deserialize().ok().flatten();
         let started = std::time::Instant::now();
-        let copy = self.storage.copy(&job, &copied, &cancel);
-        tokio::pin!(copy);
-        let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+        let mut requeries = 0;
         let result = loop {
-            tokio::select! {
-                result = &mut copy => break result,
-                _ = ticker.tick() => {
-                    let bytes = copied.load(std::sync::atomic::Ordering::Relaxed);
-                    let _ = ctx.record_heartbeat(bytes).await;
+            let progress = CopyProgress::default();
+            let cancel = CancellationToken::new();
+            let result = {
+                let copy = self.storage.copy(&job, &progress, resume.clone(), &cancel);
+                tokio::pin!(copy);
+                let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+                loop {
+                    tokio::select! {
+                        result = &mut copy => break result,
+                        _ = ticker.tick() => { let _ = ctx.record_heartbeat(progress.snapshot()).await; }
+                        () = ctx.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
+                    }
                 }
-                () = ctx.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
+            };
+            // An expired link: ask the provider for a fresh one (a status query, never a new
+            // video), a bounded number of times.
+            match result {
+                Err(StorageError::SourceStatus {
+                    status: 403 | 404 | 410,
+                    ..
+                }) if requeries < URL_REQUERIES => {
+                    requeries += 1;
+                    match self.provider.get_task(&job.task_id).await {
+                        Ok(task) if task.video_url.as_deref().is_some_and(|u| !u.is_empty()) => {
+                            tracing::info!(task_id = %job.task_id, %workflow_id, requeries, "video URL refused; retrying with the provider's current URL");
+                            job.video_url = task.video_url.unwrap_or_default();
+                        }
+                        Ok(_) => break result,
+                        Err(err) => {
+                            tracing::warn!(task_id = %job.task_id, error = %err, "re-query for a fresh video URL failed");
+                            break result;
+                        }
+                    }
+                }
+                other => break other,
             }
         };
         match result {
@@ -195,17 +223,29 @@ impl VideoActivities {
                 Ok(stored)
             }
             Err(StorageError::Cancelled) => Err(ActivityError::cancelled()),
+            Err(StorageError::SourceStatus {
+                status: status @ (403 | 404 | 410),
+                url,
+            }) => {
+                let message = format!(
+                    "video URL {url} of task {} is gone (HTTP {status}) and the provider offers no working one after {requeries} re-queries; the video cannot be fetched any more",
+                    job.task_id
+                );
+                tracing::warn!(task_id = %job.task_id, %workflow_id, %message, "copy failed");
+                Err(permanent(failures::VIDEO_URL_EXPIRED, message))
+            }
             Err(err) => {
                 tracing::warn!(task_id = %job.task_id, %workflow_id, attempt, error = %err, "copy failed");
                 let retryable = match err {
                     StorageError::NotAVideo { .. } => attempt < NOT_A_VIDEO_ATTEMPTS,
                     _ => err.is_retryable(),
                 };
+                let delay = retryable.then(|| backoff(attempt));
                 Err(failure(
                     err.failure_type(),
                     err.to_string(),
                     retryable,
-                    None,
+                    delay,
                 ))
             }
         }

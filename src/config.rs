@@ -152,6 +152,17 @@ pub struct StorageArgs {
     /// Prefix of the default key `<prefix>/<task_id>.mp4`.
     #[arg(long, env = "GROK_S3_KEY_PREFIX", default_value = "videos")]
     pub key_prefix: String,
+    /// Key of a video when the request names none; `{prefix}`, `{task_id}` and `{model}` are
+    /// filled in.
+    #[arg(
+        long,
+        env = "GROK_S3_KEY_TEMPLATE",
+        default_value = "{prefix}/{task_id}.mp4"
+    )]
+    pub key_template: String,
+    /// When another object is at the key: `fail` (DestinationExists) or `suffix` (name-2.mp4 …).
+    #[arg(long, env = "GROK_S3_ON_CONFLICT", value_enum, default_value_t = crate::storage::ConflictPolicy::Fail)]
+    pub on_conflict: crate::storage::ConflictPolicy,
     /// S3 endpoint for S3-compatible servers. Unset: the aws-config chain (AWS_ENDPOINT_URL).
     #[arg(long, env = "GROK_S3_ENDPOINT_URL")]
     pub s3_endpoint_url: Option<String>,
@@ -185,6 +196,10 @@ pub struct StorageConfig {
     pub default_bucket: Option<String>,
     /// Prefix of default keys, without slashes at either end.
     pub key_prefix: String,
+    /// Template of default keys.
+    pub key_template: String,
+    /// What to do when another object is at the key.
+    pub on_conflict: crate::storage::ConflictPolicy,
     /// Endpoint override.
     pub endpoint_url: Option<String>,
     /// Path-style addressing.
@@ -248,9 +263,20 @@ impl StorageArgs {
                 "must not contain `..` segments or control characters",
             ));
         }
+        if !self.key_template.contains("{task_id}") {
+            return Err(ConfigError::new(
+                "--key-template / GROK_S3_KEY_TEMPLATE",
+                format!(
+                    "{:?} lacks {{task_id}}: keys must differ per task",
+                    self.key_template
+                ),
+            ));
+        }
         Ok(StorageConfig {
             default_bucket: self.default_bucket.clone().filter(|b| !b.is_empty()),
             key_prefix,
+            key_template: self.key_template.clone(),
+            on_conflict: self.on_conflict,
             endpoint_url: self.s3_endpoint_url.clone(),
             force_path_style: self.s3_force_path_style,
             part_size: (self.part_size_mib * 1024 * 1024) as usize,

@@ -1,13 +1,11 @@
 //! `grok-video-worker copy <url> s3://bucket/key`: the worker's copy path, from a shell.
 
-use std::sync::atomic::AtomicU64;
-
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::StorageArgs,
-    storage::{CopyJob, Storage},
+    storage::{CopyJob, CopyProgress, Storage},
 };
 
 use super::OutputFormat;
@@ -48,8 +46,8 @@ impl CopyCmd {
             actual_duration_seconds: None,
         };
         let cancel = CancellationToken::new();
-        let copied = AtomicU64::new(0);
-        let copy = storage.copy(&job, &copied, &cancel);
+        let progress = CopyProgress::default();
+        let copy = storage.copy(&job, &progress, None, &cancel);
         tokio::pin!(copy);
         let stored = tokio::select! {
             r = &mut copy => r?,

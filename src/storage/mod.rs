@@ -3,6 +3,7 @@
 //! above), aborting every multipart upload that does not complete.
 
 mod error;
+mod hash;
 mod upload;
 pub mod url_policy;
 
@@ -17,12 +18,12 @@ use std::{
 use aws_sdk_s3::{Client as S3Client, error::ProvideErrorMetadata};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use grok_video_proto::v1::StoredVideo;
-use sha2::{Digest, Sha256};
+use grok_video_proto::v1::{CopyCheckpoint, StoredVideo};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 pub use error::StorageError;
+use hash::ResumableSha256;
 use upload::Upload;
 pub use url_policy::{UrlPolicy, display_url};
 
@@ -113,7 +114,7 @@ impl Storage {
         &self.s3
     }
 
-    /// The bucket and key a job will be stored at: the job's, or the defaults.
+    /// The bucket and key a job asks for: its own, or the defaults and the key template.
     pub fn destination(&self, job: &CopyJob) -> Result<(String, String), StorageError> {
         let bucket = if job.bucket.is_empty() {
             self.config
@@ -124,12 +125,7 @@ impl Storage {
             job.bucket.clone()
         };
         let key = if job.key.is_empty() {
-            let name = format!("{}.mp4", job.task_id);
-            if self.config.key_prefix.is_empty() {
-                name
-            } else {
-                format!("{}/{name}", self.config.key_prefix)
-            }
+            render_key(&self.config.key_template, &self.config.key_prefix, job)
         } else {
             job.key.clone()
         };
@@ -137,38 +133,96 @@ impl Storage {
         Ok((bucket, key))
     }
 
-    /// Copies one video. `copied` counts bytes received so far (for heartbeats and progress);
-    /// `cancel` stops the copy and aborts its upload.
+    /// Where the copy goes: the requested key, or with the `suffix` conflict policy the first
+    /// `name-N.ext` that is free or ours; or the object an earlier attempt already stored.
+    async fn place(&self, job: &CopyJob) -> Result<Placement, StorageError> {
+        let (bucket, base) = self.destination(job)?;
+        for n in 1..=MAX_SUFFIX {
+            let key = if n == 1 {
+                base.clone()
+            } else {
+                with_suffix(&base, n)
+            };
+            match self.existing(job, &bucket, &key).await? {
+                Existing::Free | Existing::OursUnfinished => {
+                    return Ok(Placement::Free { bucket, key });
+                }
+                Existing::Ours(stored) => return Ok(Placement::Stored(stored)),
+                Existing::Other(owner)
+                    if self.config.on_conflict == ConflictPolicy::Fail || n == MAX_SUFFIX =>
+                {
+                    return Err(StorageError::DestinationExists { bucket, key, owner });
+                }
+                Existing::Other(_) => {}
+            }
+        }
+        unreachable!("the loop returns at MAX_SUFFIX")
+    }
+
+    /// Copies one video. `progress` receives the bytes received and, as parts complete, the
+    /// checkpoint a later attempt resumes from (`resume`, from the last heartbeat); `cancel`
+    /// stops the copy and aborts its upload.
     pub async fn copy(
         &self,
         job: &CopyJob,
-        copied: &AtomicU64,
+        progress: &CopyProgress,
+        resume: Option<CopyCheckpoint>,
         cancel: &CancellationToken,
     ) -> Result<StoredVideo, StorageError> {
-        let (bucket, key) = self.destination(job)?;
         let url = Url::parse(&job.video_url).map_err(|e| StorageError::UnsafeUrl {
             url: job.video_url.chars().take(80).collect(),
             reason: format!("not a URL: {e}"),
         })?;
         self.check_source(&url).await?;
-        if let Some(existing) = self.existing(job, &bucket, &key).await? {
-            tracing::info!(task_id = %job.task_id, %bucket, %key, "object already stored by an earlier attempt");
-            return Ok(existing);
-        }
-
-        let shown = display_url(&url);
-        let response = tokio::select! {
-            r = self.http.get(url.clone()).send() => r.map_err(|e| StorageError::Download { url: shown.clone(), source: e.without_url() })?,
-            () = cancel.cancelled() => return Err(StorageError::Cancelled),
+        let (bucket, key) = match self.place(job).await? {
+            Placement::Stored(existing) => {
+                tracing::info!(task_id = %job.task_id, bucket = %existing.bucket, key = %existing.key, "object already stored by an earlier attempt");
+                return Ok(existing);
+            }
+            Placement::Free { bucket, key } => (bucket, key),
         };
-        let status = response.status();
-        if !status.is_success() {
-            return Err(StorageError::SourceStatus {
-                url: shown,
-                status: status.as_u16(),
-            });
+        let shown = display_url(&url);
+        let part_size = self.config.part_size;
+
+        // A killed attempt left a multipart upload: continue it from the next byte when the
+        // host honours ranges, otherwise abort it and start over.
+        let mut start = None;
+        if let Some(cp) = resume.filter(|cp| !cp.upload_id.is_empty()) {
+            if cp.bucket == bucket && cp.key == key && cp.part_size == part_size as i64 {
+                start = self.resume(&url, &cp, cancel).await?;
+            }
+            if start.is_none() {
+                tracing::info!(task_id = %job.task_id, upload_id = %cp.upload_id, "cannot resume the earlier upload; starting over");
+                upload::abort_id(&self.s3, &cp.bucket, &cp.key, &cp.upload_id).await;
+            } else {
+                tracing::info!(task_id = %job.task_id, upload_id = %cp.upload_id, from_byte = cp.committed_bytes, "resuming the earlier upload");
+            }
         }
-        let expected = response.content_length();
+        let (response, mut upload, mut hasher, mut total, expected, mut sniffed) = match start {
+            Some(r) => r,
+            None => {
+                let response = tokio::select! {
+                    r = self.http.get(url.clone()).send() => r.map_err(|e| StorageError::Download { url: shown.clone(), source: e.without_url() })?,
+                    () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                };
+                let status = response.status();
+                if !status.is_success() {
+                    return Err(StorageError::SourceStatus {
+                        url: shown,
+                        status: status.as_u16(),
+                    });
+                }
+                let expected = response.content_length();
+                (
+                    response,
+                    None,
+                    ResumableSha256::default(),
+                    0u64,
+                    expected,
+                    false,
+                )
+            }
+        };
         if let Some(len) = expected
             && len > self.config.max_video_bytes
         {
@@ -179,12 +233,7 @@ impl Storage {
         }
 
         let mut stream = response.bytes_stream();
-        let mut hasher = Sha256::new();
-        let part_size = self.config.part_size;
         let mut buf = BytesMut::with_capacity(part_size);
-        let mut total: u64 = 0;
-        let mut sniffed = false;
-        let mut upload: Option<Upload> = None;
         let result: Result<StoredVideo, StorageError> = async {
             loop {
                 let next = tokio::select! {
@@ -215,9 +264,8 @@ impl Storage {
                         limit: self.config.max_video_bytes,
                     });
                 }
-                hasher.update(&chunk);
                 buf.extend_from_slice(&chunk);
-                copied.store(total, Ordering::Relaxed);
+                progress.bytes.store(total, Ordering::Relaxed);
                 if !sniffed && buf.len() >= 12 {
                     sniff(&buf, &shown)?;
                     sniffed = true;
@@ -227,6 +275,7 @@ impl Storage {
                     if buf.capacity() < part_size {
                         buf.reserve(part_size - buf.len());
                     }
+                    hasher.update(&part);
                     let up = match &mut upload {
                         Some(up) => up,
                         None => upload.insert(
@@ -240,10 +289,17 @@ impl Storage {
                             .await?,
                         ),
                     };
+                    // The hash state at this part's end, for the checkpoint once the part lands.
+                    let boundary = hasher.checkpoint();
                     tokio::select! {
                         r = up.push(part) => r?,
                         () = cancel.cancelled() => return Err(StorageError::Cancelled),
                     }
+                    up.collect_finished().await?;
+                    if let Some(state) = boundary {
+                        progress.remember(hasher.len(), state.0);
+                    }
+                    progress.checkpoint(&bucket, &key, up, expected, part_size);
                 }
             }
             if !sniffed {
@@ -258,7 +314,8 @@ impl Storage {
                     received: total,
                 });
             }
-            let sha256 = hex::encode(hasher.finalize_reset());
+            hasher.update(&buf);
+            let sha256 = hasher.clone().finish_hex();
             let etag = match upload.take() {
                 None => {
                     upload::put(
@@ -271,10 +328,14 @@ impl Storage {
                     .await?
                 }
                 Some(mut up) => {
-                    if !buf.is_empty() {
-                        up.push(buf.split().freeze()).await?;
+                    let last = buf.split().freeze();
+                    let finished = async {
+                        if !last.is_empty() {
+                            up.push(last).await?;
+                        }
+                        up.complete().await
                     }
-                    let finished = up.complete().await;
+                    .await;
                     match finished {
                         Ok(_) => {
                             upload::set_metadata(
@@ -285,7 +346,10 @@ impl Storage {
                             )
                             .await?
                         }
-                        Err(e) => return Err(e),
+                        Err(e) => {
+                            upload = Some(up);
+                            return Err(e);
+                        }
                     }
                 }
             };
@@ -305,6 +369,75 @@ impl Storage {
             up.abort().await;
         }
         result
+    }
+
+    /// Checks an earlier attempt's upload against S3 and asks the host for the rest of the
+    /// video; `None` when either cannot be trusted.
+    async fn resume(
+        &self,
+        url: &Url,
+        cp: &CopyCheckpoint,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Resumed>, StorageError> {
+        let Some(listed) = upload::list_parts(&self.s3, &cp.bucket, &cp.key, &cp.upload_id).await?
+        else {
+            return Ok(None);
+        };
+        let intact = cp.parts.iter().all(|p| {
+            listed
+                .iter()
+                .any(|(n, etag, size)| *n == p.number && *etag == p.etag && *size == p.size)
+        });
+        let covered: i64 = cp.parts.iter().map(|p| p.size).sum();
+        let Ok(state) = <[u32; 8]>::try_from(cp.sha256_state.as_slice()) else {
+            return Ok(None);
+        };
+        let Some(hasher) = ResumableSha256::resume(state, cp.committed_bytes as u64) else {
+            return Ok(None);
+        };
+        if !intact || covered != cp.committed_bytes || cp.parts.is_empty() {
+            return Ok(None);
+        }
+        let request = self.http.get(url.clone()).header(
+            reqwest::header::RANGE,
+            format!("bytes={}-", cp.committed_bytes),
+        );
+        let response = tokio::select! {
+            r = request.send() => match r { Ok(r) => r, Err(_) => return Ok(None) },
+            () = cancel.cancelled() => return Err(StorageError::Cancelled),
+        };
+        let range_ok = response.status() == reqwest::StatusCode::PARTIAL_CONTENT
+            && response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range)
+                .is_some_and(|(first, total)| {
+                    first == cp.committed_bytes as u64
+                        && (cp.total_bytes == 0 || total == Some(cp.total_bytes as u64))
+                });
+        if !range_ok {
+            return Ok(None);
+        }
+        let expected = response
+            .content_length()
+            .map(|rest| rest + cp.committed_bytes as u64);
+        let up = Upload::resumed(
+            &self.s3,
+            &cp.bucket,
+            &cp.key,
+            &cp.upload_id,
+            cp.parts.clone(),
+            self.config.parts_in_flight,
+        );
+        Ok(Some((
+            response,
+            Some(up),
+            hasher,
+            cp.committed_bytes as u64,
+            expected,
+            true,
+        )))
     }
 
     async fn check_source(&self, url: &Url) -> Result<(), StorageError> {
@@ -338,18 +471,17 @@ impl Storage {
         }
     }
 
-    /// An object already at the key: ours from an earlier attempt (same task, with its
-    /// sha256), or someone else's, which is never overwritten.
+    /// What is at the key already.
     async fn existing(
         &self,
         job: &CopyJob,
         bucket: &str,
         key: &str,
-    ) -> Result<Option<StoredVideo>, StorageError> {
+    ) -> Result<Existing, StorageError> {
         let head = match self.s3.head_object().bucket(bucket).key(key).send().await {
             Ok(head) => head,
             Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {
-                return Ok(None);
+                return Ok(Existing::Free);
             }
             Err(err) => return Err(StorageError::s3("HeadObject", bucket, key, err)),
         };
@@ -357,24 +489,156 @@ impl Storage {
         let ours = metadata
             .get(meta::TASK_ID)
             .is_some_and(|t| t == &job.task_id);
-        match (ours, metadata.get(meta::SHA256)) {
-            (true, Some(sha256)) => Ok(Some(StoredVideo {
+        Ok(match (ours, metadata.get(meta::SHA256)) {
+            (true, Some(sha256)) => Existing::Ours(StoredVideo {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 size_bytes: head.content_length().unwrap_or_default(),
                 sha256: sha256.clone(),
                 etag: head.e_tag().unwrap_or_default().to_owned(),
                 content_type: head.content_type().unwrap_or(CONTENT_TYPE).to_owned(),
-            })),
-            // Ours, but the attempt died between complete and the metadata update: redo it.
-            (true, None) => Ok(None),
-            (false, _) => Err(StorageError::DestinationExists {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                owner: metadata.get(meta::TASK_ID).cloned(),
             }),
+            // Ours, but the attempt died between complete and the metadata update: redo it.
+            (true, None) => Existing::OursUnfinished,
+            (false, _) => Existing::Other(metadata.get(meta::TASK_ID).cloned()),
+        })
+    }
+}
+
+/// Keys tried with the `suffix` conflict policy: `name.mp4`, `name-2.mp4` … `name-20.mp4`.
+const MAX_SUFFIX: u32 = 20;
+
+enum Placement {
+    Stored(StoredVideo),
+    Free { bucket: String, key: String },
+}
+
+enum Existing {
+    Free,
+    Ours(StoredVideo),
+    OursUnfinished,
+    Other(Option<String>),
+}
+
+/// What to do when another object is at the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConflictPolicy {
+    /// Fail with `DestinationExists`; nothing is overwritten.
+    Fail,
+    /// Store at `name-2.ext`, `name-3.ext` … instead.
+    Suffix,
+}
+
+/// The key template with `{prefix}`, `{task_id}` and `{model}` filled in; values cannot add
+/// path segments.
+fn render_key(template: &str, prefix: &str, job: &CopyJob) -> String {
+    let clean = |v: &str| {
+        v.replace(['/', '\\'], "_")
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect::<String>()
+    };
+    let model = if job.model.is_empty() {
+        "unknown-model".to_owned()
+    } else {
+        clean(&job.model)
+    };
+    let key = template
+        .replace("{prefix}", prefix)
+        .replace("{task_id}", &clean(&job.task_id))
+        .replace("{model}", &model);
+    key.trim_start_matches('/').replace("//", "/")
+}
+
+fn with_suffix(key: &str, n: u32) -> String {
+    let (dir, name) = key
+        .rsplit_once('/')
+        .map(|(d, n)| (format!("{d}/"), n))
+        .unwrap_or((String::new(), key));
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{dir}{stem}-{n}.{ext}"),
+        _ => format!("{dir}{name}-{n}"),
+    }
+}
+
+/// What a resumed attempt starts from: the rest of the body, the upload, the hash state, the
+/// bytes already stored, the expected total and whether the start was sniffed.
+type Resumed = (
+    reqwest::Response,
+    Option<Upload>,
+    ResumableSha256,
+    u64,
+    Option<u64>,
+    bool,
+);
+
+/// Progress of one copy, shared with whoever heartbeats it.
+#[derive(Debug, Default)]
+pub struct CopyProgress {
+    /// Bytes received so far.
+    pub bytes: AtomicU64,
+    checkpoint: std::sync::Mutex<Option<CopyCheckpoint>>,
+    boundaries: std::sync::Mutex<std::collections::HashMap<u64, [u32; 8]>>,
+}
+
+impl CopyProgress {
+    /// What to heartbeat now: bytes received, and the resumable state if there is one.
+    pub fn snapshot(&self) -> CopyCheckpoint {
+        let mut cp = self
+            .checkpoint
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+            .unwrap_or_default();
+        cp.bytes_copied = self.bytes.load(Ordering::Relaxed) as i64;
+        cp
+    }
+
+    fn remember(&self, offset: u64, state: [u32; 8]) {
+        if let Ok(mut b) = self.boundaries.lock() {
+            b.insert(offset, state);
         }
     }
+
+    /// Records the checkpoint of the parts landed without a gap so far.
+    fn checkpoint(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &mut Upload,
+        total: Option<u64>,
+        part_size: usize,
+    ) {
+        let (parts, committed) = upload.committed();
+        let Ok(mut boundaries) = self.boundaries.lock() else {
+            return;
+        };
+        let Some(state) = boundaries.get(&committed).copied() else {
+            return;
+        };
+        boundaries.retain(|offset, _| *offset >= committed);
+        if let Ok(mut cp) = self.checkpoint.lock() {
+            *cp = Some(CopyCheckpoint {
+                bytes_copied: 0,
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                upload_id: upload.id().to_owned(),
+                parts,
+                committed_bytes: committed as i64,
+                sha256_state: state.to_vec(),
+                total_bytes: total.unwrap_or_default() as i64,
+                part_size: part_size as i64,
+            });
+        }
+    }
+}
+
+/// `Content-Range: bytes FIRST-LAST/TOTAL` (TOTAL may be `*`).
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (first, _) = range.split_once('-')?;
+    Some((first.trim().parse().ok()?, total.trim().parse().ok()))
 }
 
 /// Metadata stored with the object; the hash once it is known.
@@ -464,6 +728,33 @@ mod tests {
         let err = sniff(b"<!DOCTYPE html><html>", "https://cdn/x.mp4").unwrap_err();
         assert!(err.to_string().contains("<!DOCTYPE html>"), "{err}");
         assert!(sniff(b"", "u").is_err());
+    }
+
+    #[test]
+    fn keys_come_from_the_template_and_suffixes_keep_the_extension() {
+        let job = CopyJob {
+            task_id: "video_a/b".into(),
+            video_url: String::new(),
+            bucket: String::new(),
+            key: String::new(),
+            model: "grok_video3".into(),
+            actual_duration_seconds: None,
+        };
+        assert_eq!(
+            render_key("{prefix}/{task_id}.mp4", "videos", &job),
+            "videos/video_a_b.mp4"
+        );
+        assert_eq!(
+            render_key("{prefix}/{model}/{task_id}.mp4", "", &job),
+            "grok_video3/video_a_b.mp4"
+        );
+        assert_eq!(with_suffix("videos/x.mp4", 2), "videos/x-2.mp4");
+        assert_eq!(with_suffix("x", 3), "x-3");
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            Some((100, Some(200)))
+        );
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
     }
 
     #[test]

@@ -8,11 +8,12 @@ use aws_sdk_s3::{
 };
 use bytes::Bytes;
 use futures::{StreamExt, stream::FuturesUnordered};
+use grok_video_proto::v1::UploadedPart;
 use tokio::task::JoinHandle;
 
 use super::{CONTENT_TYPE, StorageError};
 
-type PartResult = Result<CompletedPart, StorageError>;
+type PartResult = Result<UploadedPart, StorageError>;
 
 /// A multipart upload under way.
 pub(super) struct Upload {
@@ -23,7 +24,7 @@ pub(super) struct Upload {
     next_part: i32,
     in_flight: FuturesUnordered<JoinHandle<PartResult>>,
     max_in_flight: usize,
-    done: Vec<CompletedPart>,
+    done: Vec<UploadedPart>,
 }
 
 impl Upload {
@@ -60,6 +61,65 @@ impl Upload {
         })
     }
 
+    /// Continues an upload of an earlier attempt whose parts 1..n are `parts`.
+    pub(super) fn resumed(
+        s3: &Client,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+        max_in_flight: usize,
+    ) -> Self {
+        Self {
+            s3: s3.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            next_part: parts.len() as i32 + 1,
+            in_flight: FuturesUnordered::new(),
+            max_in_flight,
+            done: parts,
+        }
+    }
+
+    /// The upload id.
+    pub(super) fn id(&self) -> &str {
+        &self.upload_id
+    }
+
+    /// The finished parts 1..n without a gap, and the bytes they cover.
+    pub(super) fn committed(&mut self) -> (Vec<UploadedPart>, u64) {
+        self.done.sort_by_key(|p| p.number);
+        let prefix: Vec<UploadedPart> = self
+            .done
+            .iter()
+            .enumerate()
+            .take_while(|(i, p)| p.number == *i as i32 + 1)
+            .map(|(_, p)| p.clone())
+            .collect();
+        let bytes = prefix.iter().map(|p| p.size as u64).sum();
+        (prefix, bytes)
+    }
+
+    /// Collects parts that finished meanwhile, without waiting.
+    pub(super) async fn collect_finished(&mut self) -> Result<(), StorageError> {
+        use futures::FutureExt;
+        while let Some(Some(joined)) = self.in_flight.next().now_or_never() {
+            self.done.push(self.joined(joined)?);
+        }
+        Ok(())
+    }
+
+    fn joined(&self, joined: Result<PartResult, tokio::task::JoinError>) -> PartResult {
+        joined.map_err(|e| StorageError::S3 {
+            op: "UploadPart",
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            code: None,
+            detail: format!("upload task failed: {e}"),
+        })?
+    }
+
     /// Sends the next part; waits first while the maximum number of parts is in flight, so
     /// memory stays bounded by `(max_in_flight + 1) × part size`.
     pub(super) async fn push(&mut self, body: Bytes) -> Result<(), StorageError> {
@@ -74,6 +134,7 @@ impl Upload {
             self.key.clone(),
             self.upload_id.clone(),
         );
+        let size = body.len() as i64;
         self.in_flight.push(tokio::spawn(async move {
             let out = s3
                 .upload_part()
@@ -86,28 +147,24 @@ impl Upload {
                 .send()
                 .await
                 .map_err(|e| StorageError::s3("UploadPart", &bucket, &key, e))?;
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_owned))
-                .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
-                .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
-                .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
-                .set_checksum_sha1(out.checksum_sha1().map(str::to_owned))
-                .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
-                .build())
+            let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
+            Ok(UploadedPart {
+                number,
+                etag: text(out.e_tag()),
+                size,
+                checksum_crc32: text(out.checksum_crc32()),
+                checksum_crc32c: text(out.checksum_crc32_c()),
+                checksum_crc64nvme: text(out.checksum_crc64_nvme()),
+                checksum_sha1: text(out.checksum_sha1()),
+                checksum_sha256: text(out.checksum_sha256()),
+            })
         }));
         Ok(())
     }
 
     async fn finish_one(&mut self) -> Result<(), StorageError> {
         if let Some(joined) = self.in_flight.next().await {
-            let part = joined.map_err(|e| StorageError::S3 {
-                op: "UploadPart",
-                bucket: self.bucket.clone(),
-                key: self.key.clone(),
-                code: None,
-                detail: format!("upload task failed: {e}"),
-            })??;
+            let part = self.joined(joined)?;
             self.done.push(part);
         }
         Ok(())
@@ -118,8 +175,22 @@ impl Upload {
         while !self.in_flight.is_empty() {
             self.finish_one().await?;
         }
-        self.done.sort_by_key(|p| p.part_number());
-        let parts = std::mem::take(&mut self.done);
+        self.done.sort_by_key(|p| p.number);
+        let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        let parts: Vec<CompletedPart> = std::mem::take(&mut self.done)
+            .into_iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number)
+                    .set_e_tag(some(&p.etag))
+                    .set_checksum_crc32(some(&p.checksum_crc32))
+                    .set_checksum_crc32_c(some(&p.checksum_crc32c))
+                    .set_checksum_crc64_nvme(some(&p.checksum_crc64nvme))
+                    .set_checksum_sha1(some(&p.checksum_sha1))
+                    .set_checksum_sha256(some(&p.checksum_sha256))
+                    .build()
+            })
+            .collect();
         let out = self
             .s3
             .complete_multipart_upload()
@@ -171,6 +242,57 @@ impl Upload {
         tracing::error!(bucket = %self.bucket, key = %self.key, upload_id = %self.upload_id,
             "multipart upload left behind; a bucket lifecycle rule for incomplete uploads removes it");
     }
+}
+
+/// The parts S3 holds for an upload: `None` when the upload no longer exists.
+pub(super) async fn list_parts(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<Option<Vec<(i32, String, i64)>>, StorageError> {
+    let mut parts = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = match s3
+            .list_parts()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .set_part_number_marker(marker.clone())
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .map(|s| s.meta().code() == Some("NoSuchUpload"))
+                    .unwrap_or(false) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(StorageError::s3("ListParts", bucket, key, e)),
+        };
+        for p in out.parts() {
+            parts.push((
+                p.part_number().unwrap_or_default(),
+                p.e_tag().unwrap_or_default().to_owned(),
+                p.size().unwrap_or_default(),
+            ));
+        }
+        if out.is_truncated() == Some(true) {
+            marker = out.next_part_number_marker().map(str::to_owned);
+        } else {
+            return Ok(Some(parts));
+        }
+    }
+}
+
+/// Aborts an upload that is not ours to continue; a vanished one is fine.
+pub(super) async fn abort_id(s3: &Client, bucket: &str, key: &str, upload_id: &str) {
+    let mut upload = Upload::resumed(s3, bucket, key, upload_id, Vec::new(), 1);
+    upload.done.clear();
+    upload.abort().await;
 }
 
 /// One PutObject for a video smaller than a part; returns the ETag.

@@ -21,6 +21,8 @@ pub const PROVIDER_BALANCE_EXHAUSTED: &str = "ProviderBalanceExhausted";
 pub const PROVIDER_REJECTED_REQUEST: &str = "ProviderRejectedRequest";
 /// The provider does not know the task id (404 after the grace window).
 pub const VIDEO_TASK_NOT_FOUND: &str = "VideoTaskNotFound";
+/// The video host refuses `video_url` (403/404/410) and the provider offers no working one.
+pub const VIDEO_URL_EXPIRED: &str = "VideoUrlExpired";
 /// The body at `video_url` is not an MP4 (an HTML or JSON page served with 200).
 pub const NOT_A_VIDEO: &str = "NotAVideo";
 /// The video is larger than the worker's maximum size setting.
@@ -48,4 +50,5 @@ pub const NON_RETRYABLE: &[&str] = &[
     DESTINATION_EXISTS,
     STORAGE_REJECTED,
     CREATE_OUTCOME_UNKNOWN,
+    VIDEO_URL_EXPIRED,
 ];
