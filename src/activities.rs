@@ -25,6 +25,7 @@ use temporalio_sdk::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    metrics::Metrics,
     provider::{ProviderClient, ProviderError},
     storage::{CopyJob, CopyProgress, Storage, StorageError},
 };
@@ -47,12 +48,17 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 pub struct VideoActivities {
     provider: ProviderClient,
     storage: Storage,
+    metrics: Metrics,
 }
 
 impl VideoActivities {
     /// Wraps the clients.
-    pub fn new(provider: ProviderClient, storage: Storage) -> Self {
-        Self { provider, storage }
+    pub fn new(provider: ProviderClient, storage: Storage, metrics: Metrics) -> Self {
+        Self {
+            provider,
+            storage,
+            metrics,
+        }
     }
 }
 
@@ -76,6 +82,8 @@ impl VideoActivities {
         match self.provider.get_task(&input.task_id).await {
             Ok(task) => {
                 tracing::info!(task_id = %input.task_id, %workflow_id, status = %task.provider_status, attempt, "status queried");
+                self.metrics.provider_request("result", "ok");
+                self.metrics.poll(task.status().as_str_name());
                 if task.status() == VideoStatus::Unknown
                     && UNKNOWN_STATUSES
                         .lock()
@@ -88,6 +96,8 @@ impl VideoActivities {
             }
             Err(err) => {
                 tracing::warn!(task_id = %input.task_id, %workflow_id, attempt, error = %err, "status query failed");
+                self.metrics.provider_request("result", err.failure_type());
+                self.metrics.failure("QueryVideoTask", err.failure_type());
                 let in_grace = matches!(err, ProviderError::NotFound { .. })
                     && attempt < NOT_FOUND_GRACE_ATTEMPTS;
                 let retryable = err.is_retryable() || in_grace;
@@ -130,6 +140,7 @@ impl VideoActivities {
             match outcome {
                 Ok(task) => {
                     tracing::info!(task_id = %task.id, %workflow_id, model = %input.model, "video task created");
+                    self.metrics.provider_request("create", "ok");
                     return Ok(task);
                 }
                 Err(err) => {
@@ -139,6 +150,10 @@ impl VideoActivities {
                         _ => false,
                     };
                     tracing::warn!(%workflow_id, attempt, error = %err, retry = safe && attempt < CREATE_ATTEMPTS, "create failed");
+                    self.metrics.provider_request("create", err.failure_type());
+                    if !safe || attempt >= CREATE_ATTEMPTS {
+                        self.metrics.failure("CreateVideoTask", err.failure_type());
+                    }
                     if !safe || attempt >= CREATE_ATTEMPTS {
                         return Err(failure(err.failure_type(), err.to_string(), false, None));
                     }
@@ -178,6 +193,7 @@ impl VideoActivities {
         let resume: Option<CopyCheckpoint> = ctx.heartbeat_details().deserialize().ok().flatten();
         let started = std::time::Instant::now();
         let mut requeries = 0;
+        self.metrics.copy_started();
         let result = loop {
             let progress = CopyProgress::default();
             let cancel = CancellationToken::new();
@@ -218,6 +234,10 @@ impl VideoActivities {
         };
         match result {
             Ok(stored) => {
+                self.metrics.copy_finished(
+                    "stored",
+                    Some((stored.size_bytes as u64, started.elapsed())),
+                );
                 tracing::info!(task_id = %job.task_id, %workflow_id, bucket = %stored.bucket, key = %stored.key,
                     size_bytes = stored.size_bytes, seconds = started.elapsed().as_secs_f64(), "video stored");
                 Ok(stored)
@@ -235,6 +255,8 @@ impl VideoActivities {
                 Err(permanent(failures::VIDEO_URL_EXPIRED, message))
             }
             Err(err) => {
+                self.metrics.copy_finished("failed", None);
+                self.metrics.failure("CopyVideoToS3", err.failure_type());
                 tracing::warn!(task_id = %job.task_id, %workflow_id, attempt, error = %err, "copy failed");
                 let retryable = match err {
                     StorageError::NotAVideo { .. } => attempt < NOT_A_VIDEO_ATTEMPTS,

@@ -6,6 +6,7 @@
 //! - [`storage`]: the streaming copy from `video_url` into S3, with URL safety checks.
 //! - [`payloads`]: the payload converter: json/plain, json/protobuf and binary/protobuf in.
 //! - [`activities`]: the activity implementations; where errors get their retry class.
+//! - [`metrics`]: Prometheus metrics, the SDK's and the worker's.
 //! - [`temporal`]: connecting to Temporal through its envconfig.
 //! - [`worker`]: the worker process: registration, run, graceful shutdown.
 //! - [`simulator`]: the provider simulator used by tests, the demo and benchmarks.
@@ -17,6 +18,7 @@
 pub mod activities;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod payloads;
 pub mod provider;
 pub mod simulator;

@@ -4,11 +4,13 @@
 use std::{future::Future, time::Duration};
 
 use grok_video_workflows::{ArchiveVideo, GenerateVideo};
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions, runtime::RuntimeOptions};
 
 use crate::{
     activities::VideoActivities,
     config::{ProviderConfig, StorageConfig, TemporalArgs},
+    metrics::Metrics,
     provider::{ProviderClient, ProviderError},
     storage::{Storage, StorageError},
     temporal::{self, TemporalError},
@@ -33,6 +35,8 @@ pub struct WorkerSettings {
     pub max_activities_per_second: Option<f64>,
     /// Register the workflows' search attributes at start-up when missing.
     pub register_search_attributes: bool,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// Why the worker stopped with an error.
@@ -57,20 +61,32 @@ pub async fn run(
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
+    let (metrics, telemetry) = match settings.metrics_address {
+        Some(addr) => {
+            let (metrics, meter, bound) = Metrics::serve(addr).map_err(WorkerError::Sdk)?;
+            tracing::info!(address = %bound, "metrics served at /metrics");
+            (metrics, TelemetryOptions::builder().metrics(meter).build())
+        }
+        None => (Metrics::disabled(), TelemetryOptions::builder().build()),
+    };
     let provider = ProviderClient::new(&settings.provider)?;
     let storage = Storage::new(settings.storage.clone()).await?;
     let client = temporal::connect(&settings.temporal, Some(CONNECT_RETRY_FOR)).await?;
     if settings.register_search_attributes {
         temporal::ensure_search_attributes(&client).await?;
     }
-    let runtime = Runtime::from_current_tokio(Default::default())
+    let runtime_options = RuntimeOptions::builder()
+        .telemetry_options(telemetry)
+        .build()
+        .map_err(|e| WorkerError::Sdk(e.to_string()))?;
+    let runtime = Runtime::from_current_tokio(runtime_options)
         .map_err(|e| WorkerError::Sdk(e.to_string()))?;
     let options = WorkerOptions::new(settings.temporal.task_queue.clone())
         .register_workflow::<ArchiveVideo>()
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
         .register_workflow::<GenerateVideo>()
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
-        .register_activities(VideoActivities::new(provider, storage))
+        .register_activities(VideoActivities::new(provider, storage, metrics))
         .graceful_shutdown_period(settings.grace_period)
         .maybe_max_task_queue_activities_per_second(settings.max_activities_per_second)
         .build();

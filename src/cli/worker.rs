@@ -30,6 +30,9 @@ pub struct WorkerCmd {
     /// when missing (needs operator rights; turn off where they are registered already).
     #[arg(long, env = "GROK_REGISTER_SEARCH_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
     register_search_attributes: bool,
+    /// Serve Prometheus metrics (the SDK's and the worker's) at http://ADDRESS/metrics.
+    #[arg(long, env = "GROK_METRICS_ADDRESS", value_name = "HOST:PORT")]
+    metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl WorkerCmd {
@@ -40,6 +43,7 @@ impl WorkerCmd {
             temporal: self.temporal,
             grace_period: Duration::from_secs(self.shutdown_grace_seconds),
             register_search_attributes: self.register_search_attributes,
+            metrics_address: self.metrics_address,
             max_activities_per_second: match self.max_requests_per_second {
                 r if r.is_finite() && r > 0.0 => Some(r),
                 r if r == 0.0 => None,

@@ -86,7 +86,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn archives_both_sample_videos_byte_exact() {
     let stack = Stack::start("archive_both").await;
-    let _worker = stack.worker("worker", Some(API_KEY));
+    let metrics_port = crate::stack::free_port();
+    let mut worker = stack.worker_command(Some(API_KEY));
+    worker.env("GROK_METRICS_ADDRESS", format!("127.0.0.1:{metrics_port}"));
+    let _worker = stack.start_worker("worker", &mut worker);
     let client = stack.temporal.client().await;
     let small = stack
         .sim
@@ -140,6 +143,39 @@ async fn archives_both_sample_videos_byte_exact() {
         "the API key never goes to the video host"
     );
     assert_eq!(stack.open_uploads().await, 0);
+
+    // The metrics endpoint carries the SDK's metrics and ours, with the same counts.
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let queries = stats["queries"].as_f64().unwrap();
+    assert_eq!(
+        value("grok_provider_requests_total{endpoint=\"result\",outcome=\"ok\""),
+        queries,
+        "{text}"
+    );
+    assert_eq!(value("grok_status_polls_total"), queries);
+    let sizes = (std::fs::metadata(fixture("grok_video3_6s_480p.mp4"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(fixture("grok_video3_30s_720p.mp4"))
+            .unwrap()
+            .len()) as f64;
+    assert_eq!(value("grok_bytes_copied_total"), sizes);
+    assert_eq!(value("grok_copies_finished_total{result=\"stored\""), 2.0);
+    assert!(
+        text.contains("temporal_activity_execution_latency"),
+        "the SDK's own metrics are served too"
+    );
 }
 
 #[tokio::test]
