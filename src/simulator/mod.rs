@@ -3,7 +3,7 @@
 //! completed (or failed) on a configurable clock, and serves the MP4 bytes at `video_url`.
 //!
 //! Tests script tasks through `POST /_sim/tasks` (a [`TaskScript`], answered with the task
-//! like a create), script the next creates through `POST /_sim/create_script` (a
+//! like a create; `GET /_sim/tasks/{id}` reports when it was queried and downloaded), script the next creates through `POST /_sim/create_script` (a
 //! [`CreateScript`]), and read what clients did from `GET /_sim/stats`. A script's
 //! [`Step`]s inject one-shot faults: a status and body of any shape, headers, a delay, a
 //! dropped connection, a video cut short or stalled. Unknown routes answer 404
@@ -64,9 +64,46 @@ struct Task {
     script: TaskScript,
     responses: Mutex<StepQueue>,
     video_responses: Mutex<StepQueue>,
+    /// Arrival of each status query and video download, in seconds since creation.
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    queries: Vec<f64>,
+    videos: Vec<f64>,
 }
 
 impl Task {
+    fn saw_query(&self) {
+        let at = self.started.elapsed().as_secs_f64();
+        self.seen.lock().expect("task lock").queries.push(at);
+    }
+
+    fn saw_video(&self) {
+        let at = self.started.elapsed().as_secs_f64();
+        self.seen.lock().expect("task lock").videos.push(at);
+    }
+
+    /// `GET /_sim/tasks/{id}`: what this task saw and what its script has left.
+    fn report(&self) -> Value {
+        let seen = self.seen.lock().expect("task lock");
+        let round = |v: &[f64]| {
+            v.iter()
+                .map(|t| (t * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>()
+        };
+        json!({
+            "id": self.id,
+            "queries": seen.queries.len(),
+            "query_times": round(&seen.queries),
+            "video_requests": seen.videos.len(),
+            "video_times": round(&seen.videos),
+            "responses_left": self.responses.lock().expect("task lock").remaining(),
+            "video_responses_left": self.video_responses.lock().expect("task lock").remaining(),
+        })
+    }
+
     fn next_response(&self) -> Option<Step> {
         self.responses.lock().expect("task lock").next()
     }
@@ -117,6 +154,7 @@ pub async fn serve(
         .route("/files/{name}", get(file))
         .route("/files/{task}/{name}", get(task_file))
         .route("/_sim/tasks", post(script_task))
+        .route("/_sim/tasks/{id}", get(task_report))
         .route("/_sim/create_script", post(script_creates))
         .route("/_sim/stats", get(stats))
         .fallback(no_handler)
@@ -173,6 +211,7 @@ fn new_task(shared: &Shared, script: TaskScript) -> Arc<Task> {
         started: Instant::now(),
         responses: Mutex::new(StepQueue::new(&script.responses)),
         video_responses: Mutex::new(StepQueue::new(&script.video_responses)),
+        seen: Mutex::new(Seen::default()),
         script,
     });
     shared
@@ -277,6 +316,14 @@ async fn script_task(State(shared): AppState, body: Bytes) -> Response {
     Json(body_of(&shared, &task, "queued")).into_response()
 }
 
+async fn task_report(State(shared): AppState, Path(id): Path<String>) -> Response {
+    let task = shared.tasks.lock().expect("tasks lock").get(&id).cloned();
+    match task {
+        Some(task) => Json(task.report()).into_response(),
+        None => not_found(&id),
+    }
+}
+
 async fn script_creates(State(shared): AppState, body: Bytes) -> Response {
     let script: CreateScript = match parse_script(&body) {
         Ok(s) => s,
@@ -308,6 +355,7 @@ async fn result(
     let Some(task) = task else {
         return not_found(&id);
     };
+    task.saw_query();
     let step = task.next_response();
     if let Some(step) = &step {
         if let Some(done) = respond::before(step, &conn).await {
@@ -416,6 +464,7 @@ async fn task_file(
     let Some(task) = task else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    task.saw_video();
     let step = task.next_video_response();
     serve_video(&shared, &conn, &name, step).await
 }

@@ -131,6 +131,18 @@ async fn result_steps_answer_first_then_the_clock_resumes() {
         format!("{}/files/{id}/grok_video3_6s_480p.mp4", sim.url)
     );
     assert_eq!(sim.query_json(&id).await.1["status"], "completed");
+    let report: Value = sim
+        .http
+        .get(format!("{}/_sim/tasks/{id}", sim.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["queries"], 6);
+    assert_eq!(report["query_times"].as_array().unwrap().len(), 6);
+    assert_eq!(report["responses_left"], 0);
     let stats = sim.stats().await;
     assert_eq!(stats["queries"], 6);
     assert_eq!(stats["queries_by_task"][&id], 6);

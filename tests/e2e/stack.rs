@@ -495,3 +495,84 @@ impl Stack {
         (bytes, meta)
     }
 }
+
+impl Stack {
+    /// A worker like [`Stack::worker`] with extra environment variables, e.g. a short
+    /// `GROK_API_TIMEOUT_SECONDS` to meet a slow provider.
+    pub fn worker_with_env(&self, name: &str, key: Option<&str>, env: &[(&str, &str)]) -> Proc {
+        let mut cmd = self.worker_command(key);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.start_worker(name, &mut cmd)
+    }
+}
+
+impl Simulator {
+    /// Scripts the next creates (`POST /_sim/create_script`); returns the simulator's answer.
+    #[allow(dead_code)] // for suites that create tasks
+    pub async fn create_script(&self, script: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .http
+            .post(format!("{}/_sim/create_script", self.url))
+            .json(&script)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(status.is_success(), "create_script {status}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Scripts a task like [`Simulator::task`], showing the simulator's reason if it refuses.
+    pub async fn scripted(&self, script: serde_json::Value) -> String {
+        let response = self
+            .http
+            .post(format!("{}/_sim/tasks", self.url))
+            .json(&script)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "script refused ({status}): {body}\n{script}"
+        );
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// How many status queries the simulator saw for `task_id`.
+    pub async fn queries_of(&self, task_id: &str) -> u64 {
+        self.stats().await["queries_by_task"][task_id]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// `GET /_sim/tasks/{id}`: when the task was queried and downloaded (seconds since its
+    /// creation) and how much of its script is left.
+    pub async fn task_report(&self, task_id: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}/_sim/tasks/{task_id}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// How many downloads of `task_id`'s video the simulator saw.
+    #[allow(dead_code)]
+    pub async fn video_requests_of(&self, task_id: &str) -> u64 {
+        self.stats().await["video_requests_by_task"][task_id]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
