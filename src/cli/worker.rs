@@ -52,7 +52,16 @@ impl WorkerCmd {
                 ),
             },
         };
-        worker::run(settings, super::shutdown_signal()).await?;
+        let shutdown = async {
+            super::shutdown_signal().await;
+            // Running copies get the grace period; a second signal ends the process at once.
+            tokio::spawn(async {
+                super::shutdown_signal().await;
+                tracing::warn!("second signal: exiting without waiting for running activities");
+                std::process::exit(130);
+            });
+        };
+        worker::run(settings, shutdown).await?;
         Ok(())
     }
 }

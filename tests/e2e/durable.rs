@@ -224,3 +224,110 @@ async fn cancelling_mid_copy_aborts_the_upload() {
     );
     assert!(stack.keys().await.is_empty());
 }
+
+#[tokio::test]
+async fn sigterm_lets_a_running_copy_finish_then_exits_zero() {
+    let stack = Stack::start("sigterm").await;
+    let mut cmd = stack.worker_command(Some(API_KEY));
+    cmd.env("GROK_SHUTDOWN_GRACE_SECONDS", "30");
+    let mut worker = stack.start_worker("worker", &mut cmd);
+    let client = stack.temporal.client().await;
+    // The copy pauses for 4 s after 1 MB: the signal arrives while it runs.
+    let task = stack
+        .sim
+        .task(json!({
+            "video": "grok_video3_30s_720p.mp4", "queued_seconds": 0, "processing_seconds": 0,
+            "video_responses": [{"stall_after": 1_000_000, "delay_ms": 4_000}]
+        }))
+        .await;
+    let request = ArchiveVideoRequest {
+        task_id: task.clone(),
+        bucket: stack.bucket.clone(),
+        first_poll_delay_seconds: Some(0),
+        ..Default::default()
+    };
+    let handle = start(&stack, &client, request).await;
+    eventually("the copy under way", Duration::from_secs(30), || async {
+        stack.sim.stats().await["video_requests"].as_u64() == Some(1)
+    })
+    .await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = worker.terminate(Duration::from_secs(45));
+        (status, worker.log_text())
+    })
+    .await
+    .unwrap();
+    let (status, log) = status;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "worker exit {status:?}:\n{log}"
+    );
+    assert!(log.contains("shutdown requested"), "{log}");
+    // The copy finished during the grace period: the video is stored, whoever completes the
+    // workflow afterwards.
+    let _next = stack.worker("worker-2", Some(API_KEY));
+    let archived = result(&handle, Duration::from_secs(60))
+        .await
+        .expect("archived");
+    assert_eq!(stack.keys().await, vec![archived.key.clone()]);
+    assert!(
+        log.contains("video stored"),
+        "the copy completed before the worker exited:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let stack = Stack::start("second_signal").await;
+    let mut cmd = stack.worker_command(Some(API_KEY));
+    cmd.env("GROK_SHUTDOWN_GRACE_SECONDS", "300");
+    let mut worker = stack.start_worker("worker", &mut cmd);
+    let client = stack.temporal.client().await;
+    let task = stack
+        .sim
+        .task(json!({
+            "video": "grok_video3_30s_720p.mp4", "queued_seconds": 0, "processing_seconds": 0,
+            "video_responses": [{"stall_after": 1_000_000, "delay_ms": 120_000}]
+        }))
+        .await;
+    let request = ArchiveVideoRequest {
+        task_id: task,
+        bucket: stack.bucket.clone(),
+        first_poll_delay_seconds: Some(0),
+        ..Default::default()
+    };
+    let _handle = start(&stack, &client, request).await;
+    eventually("the copy under way", Duration::from_secs(30), || async {
+        stack.sim.stats().await["video_requests"].as_u64() == Some(1)
+    })
+    .await;
+    let pid = worker.child.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = worker.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                worker.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.is_some(),
+        "the worker must exit soon after a second signal"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -226,7 +226,7 @@ fn first_run_id(stack: &Stack, workflow_id: &str) -> String {
 /// Fetches one run's history with the SDK (its JSON form is what the replayer reads) and
 /// writes it to tests/histories/NAME.json.
 async fn save(client: &Client, name: &str, workflow_id: &str, run_id: Option<&str>) {
-    use temporalio_client::{NamespacedClient, grpc::WorkflowService, tonic};
+    use temporalio_client::{NamespacedClient, tonic};
     use temporalio_common::protos::temporal::api::{
         common::v1::WorkflowExecution, history::v1::History,
         workflowservice::v1::GetWorkflowExecutionHistoryRequest,
