@@ -361,7 +361,7 @@ async fn temporal_cli_starts_archive_with_plain_json() {
 #[tokio::test]
 async fn archiving_the_same_task_twice_copies_once() {
     let stack = Stack::start("same_task_twice").await;
-    let _worker = stack.worker("worker", Some(API_KEY));
+    let worker = stack.worker("worker", Some(API_KEY));
     let task = stack
         .sim
         .task(json!({"video": "grok_video3_6s_480p.mp4"}))
@@ -392,6 +392,12 @@ async fn archiving_the_same_task_twice_copies_once() {
                 "archive failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            for stream in [&out.stdout, &out.stderr] {
+                assert!(
+                    !String::from_utf8_lossy(stream).contains(API_KEY),
+                    "the CLI output leaks the key"
+                );
+            }
             serde_json::from_slice::<ArchivedVideo>(&out.stdout)
                 .expect("archive --output json prints ArchivedVideo")
         }
@@ -407,4 +413,15 @@ async fn archiving_the_same_task_twice_copies_once() {
         "the video was downloaded once"
     );
     assert_eq!(stack.keys().await.len(), 1);
+
+    // A full successful job, at debug level: the key is nowhere but in the worker's memory.
+    let history = stack.temporal.history_json(&archive_workflow_id(&task));
+    assert!(
+        history.contains("CopyVideoToS3"),
+        "the exported history is the real one"
+    );
+    let logs = worker.log_text();
+    assert!(logs.contains("DEBUG"), "debug logs were captured");
+    assert!(!history.contains(API_KEY), "history leaks the key");
+    assert!(!logs.contains(API_KEY), "worker logs leak the key");
 }
