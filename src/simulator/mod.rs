@@ -10,7 +10,9 @@
 //! `{"message":"No handler found for <METHOD> <path>"}` like the real gateway.
 //!
 //! Order of the answers to a status query: the task's `responses` first, one per query;
-//! then, within `not_found_for_seconds` of the task's creation, 404; then the clock.
+//! then, within `not_found_for_seconds` of the task's creation, 404; then the clock. A create
+//! step that only delays (or adds headers) creates the task at once and answers after the
+//! delay: the create that went through although the client timed out.
 
 mod respond;
 mod script;
@@ -238,19 +240,20 @@ async fn create(
         .expect("creates lock")
         .responses
         .next();
-    if let Some(step) = &step {
-        if let Some(done) = respond::before(step, &conn).await {
-            return done;
-        }
-        if step.is_custom() {
-            return respond::custom(step);
-        }
+    let Some(step) = step else {
+        return accept_create(&shared, &body);
+    };
+    if !step.is_custom() && !step.drop {
+        // A slow normal answer: the task exists (and is billed) at once, the answer comes
+        // late, like a gateway that times out on a create that went through.
+        let response = accept_create(&shared, &body);
+        tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
+        return respond::with_headers(&step, response);
     }
-    let response = accept_create(&shared, &body);
-    match &step {
-        Some(step) => respond::with_headers(step, response),
-        None => response,
+    if let Some(done) = respond::before(&step, &conn).await {
+        return done;
     }
+    respond::custom(&step)
 }
 
 /// The normal create: validate, create the task, answer it queued.

@@ -235,9 +235,32 @@ async fn create_faults_then_scripted_tasks() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // A slow create goes through although the client gave up.
+    sim.post(
+        "/_sim/create_script",
+        json!({"responses": [{"delay_ms": 1000, "headers": {"X-Slow": "1"}}]}),
+    )
+    .await;
+    let err = sim
+        .http
+        .post(format!("{}/v1/grok/videos", sim.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "grok_video3", "prompt": "p"}))
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(
+        sim.stats().await["creates_accepted"],
+        2,
+        "created before the answer"
+    );
+    let r = sim.create().await.unwrap();
+    assert!(r.headers().get("x-slow").is_none(), "the script is used up");
     let stats = sim.stats().await;
-    assert_eq!(stats["creates"], 4);
-    assert_eq!(stats["creates_accepted"], 1);
+    assert_eq!(stats["creates"], 6);
+    assert_eq!(stats["creates_accepted"], 3);
     assert_eq!(stats["unauthorized"], 1);
 }
 

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
-use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
+use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo, GenerateVideoRequest};
+use grok_video_workflows::{ArchiveVideo, GenerateVideo, archive_workflow_id};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use temporalio_client::{
@@ -694,4 +694,200 @@ async fn zero_retry_after_is_still_retried() {
         });
     }
     run_cases(&stack, &cases, |_| {}).await;
+}
+
+/// What one scripted create must lead to.
+struct CreateCase {
+    name: &'static str,
+    /// `POST /_sim/create_script` body.
+    script: Value,
+    /// `None`: archived; else the failure type and a text of its message.
+    failure: Option<(&'static str, &'static str)>,
+    /// Create requests the simulator must see, and tasks it must have created.
+    creates: u64,
+    accepted: u64,
+}
+
+/// GenerateVideo against create faults: a create is sent again only after a refused
+/// connection or a 429; a 5xx, a dropped connection, a 200 without an id or an answer slower
+/// than the API timeout may have billed a task and end with `CreateOutcomeUnknown`; 4xx keep
+/// their types and the provider's words. The cases run one after another, since create
+/// scripts are global to the simulator.
+#[tokio::test]
+async fn create_faults_never_send_a_create_twice() {
+    let stack = Stack::start("provider_create_faults").await;
+    let _worker = stack.worker_with_env(
+        "worker",
+        Some(API_KEY),
+        &[("GROK_API_TIMEOUT_SECONDS", "2")],
+    );
+    let client = stack.temporal.client().await;
+    let quick = json!({"queued_seconds": 0, "processing_seconds": 1});
+    let unknown = Some(("CreateOutcomeUnknown", "check the provider's task list"));
+    let one = |step: Value| json!({"responses": [step], "task": quick});
+    let cases = [
+        CreateCase {
+            name: "500 HTML",
+            script: one(
+                json!({"status": 500, "body": "<html><body><h1>500 Internal Server Error</h1></body></html>"}),
+            ),
+            failure: unknown,
+            creates: 1,
+            accepted: 0,
+        },
+        CreateCase {
+            name: "524 from the gateway",
+            script: one(
+                json!({"status": 524, "body": "<html><head><title>524: A timeout occurred</title></head></html>"}),
+            ),
+            failure: Some(("CreateOutcomeUnknown", "A timeout occurred")),
+            creates: 1,
+            accepted: 0,
+        },
+        CreateCase {
+            name: "connection closed after the request",
+            script: one(json!({"drop": true})),
+            failure: unknown,
+            creates: 1,
+            accepted: 0,
+        },
+        CreateCase {
+            name: "200 without a task id",
+            script: one(json!({"json": {"code": 0, "msg": "submitted"}})),
+            failure: Some(("CreateOutcomeUnknown", "without a task id")),
+            creates: 1,
+            accepted: 0,
+        },
+        CreateCase {
+            name: "402 balance",
+            script: one(
+                json!({"status": 402, "json": {"code": 402, "message": "insufficient balance"}}),
+            ),
+            failure: Some(("ProviderBalanceExhausted", "insufficient balance")),
+            creates: 1,
+            accepted: 0,
+        },
+        CreateCase {
+            name: "400 with the provider's validation text",
+            script: one(
+                json!({"status": 400, "json": {"code": 400, "message": "prompt contains forbidden words"}}),
+            ),
+            failure: Some(("ProviderRejectedRequest", "prompt contains forbidden words")),
+            creates: 1,
+            accepted: 0,
+        },
+        CreateCase {
+            name: "401",
+            script: one(
+                json!({"status": 401, "json": {"error": {"message": "Invalid token", "type": "auth_error"}}}),
+            ),
+            failure: Some(("ProviderAuthRejected", "Invalid token")),
+            creates: 1,
+            accepted: 0,
+        },
+        CreateCase {
+            name: "429 Retry-After: 1, then created",
+            script: one(
+                json!({"status": 429, "headers": {"Retry-After": "1"}, "json": {"msg": "too many requests"}}),
+            ),
+            failure: None,
+            creates: 2,
+            accepted: 1,
+        },
+        CreateCase {
+            name: "created task fails at the provider",
+            script: json!({"task": {"queued_seconds": 0, "processing_seconds": 1, "outcome": "failed", "error": "prompt violates the content policy"}}),
+            failure: Some((
+                "VideoGenerationFailed",
+                "prompt violates the content policy",
+            )),
+            creates: 1,
+            accepted: 1,
+        },
+        // Last: the simulator creates the task at once and answers after 4 s, past the
+        // worker's 2 s timeout: billed, and the workflow must say so rather than order again.
+        CreateCase {
+            name: "answer slower than the API timeout",
+            script: one(json!({"delay_ms": 4000})),
+            failure: unknown,
+            creates: 1,
+            accepted: 1,
+        },
+    ];
+    let source = std::fs::read(fixture(SMALL)).unwrap();
+    let mut problems = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let before = stack.sim.stats().await;
+        stack.sim.create_script(case.script.clone()).await;
+        let request = GenerateVideoRequest {
+            model: "grok_video3".into(),
+            prompt: "a lighthouse at dawn".into(),
+            duration_seconds: Some(6),
+            resolution: "480p".into(),
+            bucket: stack.bucket.clone(),
+            first_poll_delay_seconds: Some(1),
+            poll_interval_seconds: Some(1),
+            deadline_seconds: Some(300),
+            ..Default::default()
+        };
+        let id = format!("generate-fault-{i}");
+        client
+            .start_workflow(
+                GenerateVideo::run,
+                request,
+                WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build(),
+            )
+            .await
+            .expect("start GenerateVideo");
+        let handle: WorkflowHandle<Client, GenerateVideo> = client.get_workflow_handle(id);
+        let outcome = tokio::time::timeout(
+            RESULT_WITHIN,
+            handle.get_result(WorkflowGetResultOptions::default()),
+        )
+        .await
+        .expect("workflow result within the deadline");
+        let wrong = match (case.failure, &outcome) {
+            (None, Ok(archived)) if archived.sha256 == hex::encode(Sha256::digest(&source)) => None,
+            (None, Ok(archived)) => Some(format!("stored bytes differ: {archived:?}")),
+            (None, Err(e)) => Some(format!("expected an archive, got {e}")),
+            (Some((kind, _)), Ok(_)) => Some(format!("expected {kind}, got an archive")),
+            (Some((kind, text)), Err(_)) => {
+                let (got, message) = failure_of(&outcome);
+                (got != kind || !message.contains(text))
+                    .then(|| format!("expected {kind} with {text:?}, got {got}: {message}"))
+            }
+        };
+        if let Some(wrong) = wrong {
+            problems.push(format!("{}: {wrong}", case.name));
+        }
+        // A slow create is billed only when its answer is due: wait for it, bounded.
+        let counts = |stats: &Value, before: &Value| {
+            let n = |s: &Value, k: &str| s[k].as_u64().unwrap_or(0);
+            (
+                n(stats, "creates") - n(before, "creates"),
+                n(stats, "creates_accepted") - n(before, "creates_accepted"),
+            )
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (creates, accepted) = loop {
+            let got = counts(&stack.sim.stats().await, &before);
+            if got == (case.creates, case.accepted) || std::time::Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if (creates, accepted) != (case.creates, case.accepted) {
+            problems.push(format!(
+                "{}: {creates} creates, {accepted} accepted; expected {}, {}",
+                case.name, case.creates, case.accepted
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n")
+    );
 }
