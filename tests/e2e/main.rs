@@ -5,5 +5,6 @@ mod archive;
 mod durable;
 mod generate;
 mod provider;
+mod python;
 mod replay;
 mod stack;
