@@ -101,7 +101,8 @@ pub fn with_headers(step: &Step, mut response: Response) -> Response {
 
 /// A video body shaped by a step: at most `truncate_at` bytes, a stall of `delay_ms` after
 /// `stall_after` bytes. `len` is the full length, announced unless `no_content_length`; a body
-/// cut short of an announced length makes the server close the connection mid-body.
+/// cut short of an announced length, or cut with `abort`, makes the server close the
+/// connection mid-body.
 pub fn video_body<S>(step: &Step, len: u64, source: S) -> (Option<u64>, Body)
 where
     S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
@@ -110,12 +111,12 @@ where
     // Cut short of an announced length, the server closes the connection as soon as the body
     // ends, dropping what it has not flushed yet: wait a moment so the client gets exactly
     // `truncate_at` bytes.
-    let linger = announced
-        .zip(step.truncate_at)
-        .is_some_and(|(len, at)| at < len)
-        .then_some(Duration::from_millis(200));
+    let cut = step.truncate_at.is_some_and(|at| at < len);
+    let linger = (cut && (announced.is_some() || step.abort)).then_some(Duration::from_millis(200));
+    let abort = cut && step.abort;
     let shape = Shape {
         linger,
+        abort,
         sent: 0,
         limit: step.truncate_at,
         stall_at: step.stall_after,
@@ -127,6 +128,14 @@ where
             if s.limit.is_some_and(|l| s.sent >= l) {
                 if let Some(linger) = s.linger.take() {
                     tokio::time::sleep(linger).await;
+                }
+                if std::mem::take(&mut s.abort) {
+                    // A body error makes the server drop the connection mid-body.
+                    let broken = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "scripted abort",
+                    );
+                    return Some((Err(broken), (source, s)));
                 }
                 return None;
             }
@@ -166,6 +175,7 @@ where
 
 struct Shape {
     linger: Option<Duration>,
+    abort: bool,
     sent: u64,
     limit: Option<u64>,
     stall_at: Option<u64>,

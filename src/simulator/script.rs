@@ -66,8 +66,12 @@ pub struct Step {
     pub truncate_at: Option<u64>,
     /// Video only: send this many bytes, then stall for `delay_ms`, then go on.
     pub stall_after: Option<u64>,
-    /// Video only: no `Content-Length` (a chunked body).
+    /// Video only: no `Content-Length` (a chunked body). Cut by `truncate_at`, it ends
+    /// cleanly (the client cannot tell from HTTP alone) unless `abort` is set.
     pub no_content_length: bool,
+    /// Video only: after `truncate_at` bytes, break the connection instead of ending the body
+    /// (a chunked body then lacks its last chunk).
+    pub abort: bool,
 }
 
 /// Which endpoint a step answers; decides which fields it may use.
@@ -153,6 +157,7 @@ impl Step {
                 (self.truncate_at.is_some(), "truncate_at"),
                 (self.stall_after.is_some(), "stall_after"),
                 (self.no_content_length, "no_content_length"),
+                (self.abort, "abort"),
             ] {
                 if set {
                     return Err(format!("{at}.{field} applies to video_responses only"));

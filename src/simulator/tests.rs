@@ -275,6 +275,7 @@ async fn video_steps_cut_stall_and_replace_the_body() {
         .task(json!({"video_responses": [
             {"truncate_at": 100000},
             {"truncate_at": 1000, "no_content_length": true},
+            {"truncate_at": 2000, "no_content_length": true, "abort": true},
             {"stall_after": 500, "delay_ms": 700},
             {"status": 200, "body": "<html>login</html>"},
             {"status": 403, "body": "<Error><Code>AccessDenied</Code></Error>", "headers": {"Content-Type": "application/xml"}},
@@ -309,6 +310,19 @@ async fn video_steps_cut_stall_and_replace_the_body() {
     assert_eq!(r.headers()["transfer-encoding"], "chunked");
     assert_eq!(r.bytes().await.unwrap(), full[..1000]);
 
+    let mut r = get().await.unwrap();
+    assert_eq!(r.content_length(), None);
+    let mut got = 0;
+    let err = loop {
+        match r.chunk().await {
+            Ok(Some(chunk)) => got += chunk.len(),
+            Ok(None) => panic!("an aborted chunked body must fail"),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.is_body() || err.is_decode(), "{err}");
+    assert_eq!(got, 2000);
+
     let started = Instant::now();
     let r = get().await.unwrap();
     assert_eq!(r.bytes().await.unwrap(), full[..]);
@@ -340,8 +354,8 @@ async fn video_steps_cut_stall_and_replace_the_body() {
         full.len()
     );
     let stats = sim.stats().await;
-    assert_eq!(stats["video_requests"], 8);
-    assert_eq!(stats["video_requests_by_task"][&id], 7);
+    assert_eq!(stats["video_requests"], 9);
+    assert_eq!(stats["video_requests_by_task"][&id], 8);
     assert_eq!(stats["video_requests_with_auth"], 0);
 }
 
