@@ -89,6 +89,10 @@ pub struct ProviderArgs {
     /// Timeout of one API request, in seconds.
     #[arg(long, env = "GROK_API_TIMEOUT_SECONDS", default_value_t = 30)]
     pub api_timeout_seconds: u64,
+    /// Cap on provider API requests per second from this worker, all workflows together
+    /// (requests are spaced 1/N s apart). 0 disables it.
+    #[arg(long, env = "GROK_MAX_REQUESTS_PER_SECOND", default_value_t = 10.0)]
+    pub max_requests_per_second: f64,
 }
 
 /// The provider settings, validated.
@@ -100,6 +104,8 @@ pub struct ProviderConfig {
     pub api_key: ApiKey,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Requests per second from this process, if capped.
+    pub max_requests_per_second: Option<f64>,
 }
 
 impl ProviderArgs {
@@ -135,10 +141,18 @@ impl ProviderArgs {
                 "must be at least 1",
             ));
         }
+        let rate = self.max_requests_per_second;
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(ConfigError::new(
+                "--max-requests-per-second / GROK_MAX_REQUESTS_PER_SECOND",
+                format!("{rate} is not a positive number (or 0 for no cap)"),
+            ));
+        }
         Ok(ProviderConfig {
             base_url,
             api_key: ApiKey::new(key),
             timeout: Duration::from_secs(self.api_timeout_seconds),
+            max_requests_per_second: (rate > 0.0).then_some(rate),
         })
     }
 }
@@ -298,6 +312,7 @@ mod tests {
             api_base_url: base.into(),
             api_key: key.map(Into::into),
             api_timeout_seconds: 30,
+            max_requests_per_second: 5.0,
         }
     }
 

@@ -30,9 +30,6 @@ pub struct WorkerSettings {
     pub storage: StorageConfig,
     /// Time running activities get to finish after a shutdown signal.
     pub grace_period: Duration,
-    /// Activity starts per second on the task queue, across all its workers (the Temporal
-    /// server enforces it); each status query or create is one provider request per attempt.
-    pub max_activities_per_second: Option<f64>,
     /// Register the workflows' search attributes at start-up when missing.
     pub register_search_attributes: bool,
     /// Where to serve Prometheus metrics, if anywhere.
@@ -88,7 +85,6 @@ pub async fn run(
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
         .register_activities(VideoActivities::new(provider, storage, metrics))
         .graceful_shutdown_period(settings.grace_period)
-        .maybe_max_task_queue_activities_per_second(settings.max_activities_per_second)
         .build();
     let mut worker =
         Worker::new(&runtime, client, options).map_err(|e| WorkerError::Sdk(e.to_string()))?;

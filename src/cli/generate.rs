@@ -4,7 +4,10 @@
 use clap::Args;
 use grok_video_proto::v1::GenerateVideoRequest;
 use grok_video_workflows::GenerateVideo;
-use temporalio_client::{WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions};
+use temporalio_client::{
+    WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowQueryOptions, WorkflowStartOptions,
+};
 
 use super::{OutputFormat, progress};
 use crate::{config::TemporalArgs, temporal};

@@ -21,11 +21,6 @@ pub struct WorkerCmd {
     /// Seconds running activities get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "GROK_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
-    /// Cap on activity starts per second for the whole task queue, all workers together,
-    /// enforced by the Temporal server: this is the provider-request rate cap (a status query
-    /// or create is one request per attempt; copies make none). 0 disables it.
-    #[arg(long, env = "GROK_MAX_REQUESTS_PER_SECOND", default_value_t = 10.0)]
-    max_requests_per_second: f64,
     /// Register the search attributes GrokTaskId, GrokModel and GrokProviderStatus at start
     /// when missing (needs operator rights; turn off where they are registered already).
     #[arg(long, env = "GROK_REGISTER_SEARCH_ATTRIBUTES", default_value_t = true, action = clap::ArgAction::Set)]
@@ -44,13 +39,6 @@ impl WorkerCmd {
             grace_period: Duration::from_secs(self.shutdown_grace_seconds),
             register_search_attributes: self.register_search_attributes,
             metrics_address: self.metrics_address,
-            max_activities_per_second: match self.max_requests_per_second {
-                r if r.is_finite() && r > 0.0 => Some(r),
-                r if r == 0.0 => None,
-                r => anyhow::bail!(
-                    "invalid setting --max-requests-per-second / GROK_MAX_REQUESTS_PER_SECOND: {r} (a positive number, or 0 for no cap)"
-                ),
-            },
         };
         let shutdown = async {
             super::shutdown_signal().await;

@@ -5,7 +5,7 @@
 mod error;
 mod parse;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use grok_video_proto::v1::{CreateVideoTaskRequest, VideoTask};
 use reqwest::{StatusCode, header};
@@ -16,12 +16,33 @@ pub use parse::{normalise_status, parse_error_message, parse_task};
 
 use crate::config::ProviderConfig;
 
-/// A client for one provider account. Cheap to clone.
+/// A client for one provider account. Cheap to clone; clones share the rate limit.
 #[derive(Clone, Debug)]
 pub struct ProviderClient {
     http: reqwest::Client,
     base_url: Url,
     auth: header::HeaderValue,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+/// Spaces requests at least `1 / rate` apart, so no second ever sees more than `rate` of
+/// them, however many workflows poll at once.
+#[derive(Debug)]
+struct RateLimiter {
+    spacing: Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl RateLimiter {
+    async fn acquire(&self) {
+        let at = {
+            let mut next = self.next.lock().await;
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.spacing;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 impl ProviderClient {
@@ -39,11 +60,24 @@ impl ProviderClient {
             .user_agent(concat!("grok-video-worker/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ProviderError::Client)?;
+        let limiter = config.max_requests_per_second.map(|rate| {
+            Arc::new(RateLimiter {
+                spacing: Duration::from_secs_f64(1.0 / rate),
+                next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            })
+        });
         Ok(Self {
             http,
             base_url: config.base_url.clone(),
             auth,
+            limiter,
         })
+    }
+
+    async fn wait_turn(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
     }
 
     /// The API's base URL.
@@ -54,6 +88,7 @@ impl ProviderClient {
     /// `GET {base}/v1/result/{id}`: the task's current status.
     pub async fn get_task(&self, task_id: &str) -> Result<VideoTask, ProviderError> {
         let url = self.endpoint(&["v1", "result", task_id]);
+        self.wait_turn().await;
         let response = self
             .http
             .get(url)
@@ -102,6 +137,7 @@ impl ProviderClient {
         if !request.image_urls.is_empty() {
             body["image_urls"] = request.image_urls.clone().into();
         }
+        self.wait_turn().await;
         let response = match self
             .http
             .post(self.endpoint(&["v1", "grok", "videos"]))
@@ -191,6 +227,7 @@ mod tests {
             base_url: Url::parse("https://api.example/kyy").unwrap(),
             api_key: ApiKey::new("k"),
             timeout: Duration::from_secs(1),
+            max_requests_per_second: None,
         })
         .unwrap();
         let url = client.endpoint(&["v1", "result", "video_a/b?c#d"]);

@@ -6,5 +6,6 @@ mod durable;
 mod generate;
 mod provider;
 mod python;
+mod ratecap;
 mod replay;
 mod stack;
