@@ -101,8 +101,10 @@ impl VideoActivities {
                 let in_grace = matches!(err, ProviderError::NotFound { .. })
                     && attempt < NOT_FOUND_GRACE_ATTEMPTS;
                 let retryable = err.is_retryable() || in_grace;
+                // Temporal reads a zero delay as "no retry": wait at least a second.
                 let delay = err
                     .retry_after()
+                    .map(|d| d.max(Duration::from_secs(1)))
                     .or_else(|| retryable.then(|| backoff(attempt)));
                 Err(failure(
                     err.failure_type(),

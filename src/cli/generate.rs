@@ -86,6 +86,10 @@ impl GenerateCmd {
             .unwrap_or_else(|| format!("generate-{}", uuid::Uuid::new_v4()));
         let options =
             WorkflowStartOptions::new(self.temporal.task_queue.clone(), workflow_id.clone())
+                // Never a second order under one id: a running one is joined, a closed one is
+                // not redone.
+                .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+                .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
                 .build();
         client
             .start_workflow(GenerateVideo::run, request, options)

@@ -78,6 +78,14 @@ pub enum StorageError {
         /// Bytes received.
         received: u64,
     },
+    /// The MP4's boxes do not add up to the bytes received: the body was cut short.
+    #[error("download {url}: truncated MP4: {detail}")]
+    Truncated {
+        /// The URL.
+        url: String,
+        /// Which box and where.
+        detail: String,
+    },
     /// The body is not an ISO base media file.
     #[error("download {url}: not an MP4 (no ftyp box), it starts with {start:?}")]
     NotAVideo {
@@ -143,6 +151,7 @@ impl StorageError {
             | Self::Resolve { .. }
             | Self::Stalled { .. }
             | Self::ShortBody { .. }
+            | Self::Truncated { .. }
             | Self::NotAVideo { .. }
             | Self::SourceStatus { .. } => true,
             Self::S3 { code, .. } => !matches!(

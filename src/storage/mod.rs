@@ -4,6 +4,7 @@
 
 mod error;
 mod hash;
+mod mp4;
 mod upload;
 pub mod url_policy;
 
@@ -234,6 +235,9 @@ impl Storage {
 
         let mut stream = response.bytes_stream();
         let mut buf = BytesMut::with_capacity(part_size);
+        // A resumed copy starts mid-file, where box boundaries are unknown; its length is
+        // checked against Content-Range instead.
+        let mut boxes = (total == 0).then(mp4::BoxWalker::default);
         let result: Result<StoredVideo, StorageError> = async {
             loop {
                 let next = tokio::select! {
@@ -257,6 +261,14 @@ impl Storage {
                     }
                     Ok(Some(Ok(chunk))) => chunk,
                 };
+                if let Some(walker) = &mut boxes {
+                    walker
+                        .feed(total, &chunk)
+                        .map_err(|detail| StorageError::Truncated {
+                            url: shown.clone(),
+                            detail,
+                        })?;
+                }
                 total += chunk.len() as u64;
                 if total > self.config.max_video_bytes {
                     return Err(StorageError::TooLarge {
@@ -313,6 +325,14 @@ impl Storage {
                     expected: len,
                     received: total,
                 });
+            }
+            if let Some(walker) = &boxes {
+                walker
+                    .finish(total)
+                    .map_err(|detail| StorageError::Truncated {
+                        url: shown.clone(),
+                        detail,
+                    })?;
             }
             hasher.update(&buf);
             let sha256 = hasher.clone().finish_hex();

@@ -39,12 +39,12 @@ pub const STORAGE_REJECTED: &str = "StorageRejected";
 pub const CREATE_OUTCOME_UNKNOWN: &str = "CreateOutcomeUnknown";
 
 /// Failure types that no retry can fix; activities mark them non-retryable too.
+/// (`VideoTaskNotFound` is not here: during the grace window after create it is retried.)
 pub const NON_RETRYABLE: &[&str] = &[
     INVALID_REQUEST,
     PROVIDER_AUTH_REJECTED,
     PROVIDER_BALANCE_EXHAUSTED,
     PROVIDER_REJECTED_REQUEST,
-    VIDEO_TASK_NOT_FOUND,
     VIDEO_TOO_LARGE,
     UNSAFE_VIDEO_URL,
     DESTINATION_EXISTS,
