@@ -300,7 +300,6 @@ async fn final_http_errors_fail_at_once_with_the_providers_message() {
 /// 404: retried during the grace window (attempts 1-3), final at the 4th; a task that is
 /// found within the window is archived.
 #[tokio::test]
-
 async fn not_found_is_retried_through_the_grace_window() {
     let stack = Stack::start("provider_not_found").await;
     let _worker = stack.worker("worker", Some(API_KEY));
@@ -690,7 +689,6 @@ async fn slow_provider_and_broken_downloads_are_retried() {
 /// A `Retry-After` that asks for no wait at all (`0`, or a date already past) is still a
 /// transient 429: retried, then archived.
 #[tokio::test]
-
 async fn zero_retry_after_is_still_retried() {
     let stack = Stack::start("provider_retry_after_zero").await;
     let _worker = stack.worker("worker", Some(API_KEY));
@@ -914,7 +912,6 @@ async fn create_faults_never_send_a_create_twice() {
 /// stored as if complete: HTTP alone cannot tell, the MP4 structure can (the boxes announce
 /// more bytes than arrived).
 #[tokio::test]
-
 async fn a_short_chunked_video_is_not_stored_as_complete() {
     let stack = Stack::start("provider_short_chunked").await;
     let _worker = stack.worker("worker", Some(API_KEY));
