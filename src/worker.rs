@@ -68,7 +68,16 @@ pub async fn run(
     };
     let provider = ProviderClient::new(&settings.provider)?;
     let storage = Storage::new(settings.storage.clone()).await?;
-    let client = temporal::connect(&settings.temporal, Some(CONNECT_RETRY_FOR)).await?;
+    tokio::pin!(shutdown);
+    // An unreachable server is retried (and reported) until it answers; a signal meanwhile
+    // ends the worker at once.
+    let client = tokio::select! {
+        client = temporal::connect(&settings.temporal, Some(CONNECT_RETRY_FOR)) => client?,
+        () = &mut shutdown => {
+            tracing::info!("shutdown requested before Temporal was reachable");
+            return Ok(());
+        }
+    };
     if settings.register_search_attributes {
         temporal::ensure_search_attributes(&client).await?;
     }
@@ -94,7 +103,7 @@ pub async fn run(
     tokio::pin!(run);
     tokio::select! {
         result = &mut run => return result.map_err(|e| WorkerError::Sdk(e.to_string())),
-        () = shutdown => {
+        () = &mut shutdown => {
             tracing::info!(grace_period = ?settings.grace_period, "shutdown requested: finishing running activities");
             stop();
         }

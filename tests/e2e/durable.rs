@@ -123,7 +123,7 @@ async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
     let client = stack.temporal.client().await;
     let task = stack
         .sim
-        .task(json!({"video": "grok_video3_6s_480p.mp4", "queued_seconds": 0, "processing_seconds": 2, "model": "grok_video3"}))
+        .task(json!({"video": "grok_video3_6s_480p.mp4", "queued_seconds": 0, "processing_seconds": 8, "model": "grok_video3"}))
         .await;
     let request = ArchiveVideoRequest {
         task_id: task.clone(),
@@ -154,8 +154,9 @@ async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
         String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(&task)),
         "found by GrokTaskId"
     );
-    // The next timer is an hour away; the task is done in two seconds: the signal wakes it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The next timer is an hour away; the task is done eight seconds after its creation:
+    // once it is, the signal wakes the workflow.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     handle
         .signal(ArchiveVideo::poll_now, (), WorkflowSignalOptions::default())
         .await
