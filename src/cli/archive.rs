@@ -89,6 +89,7 @@ impl ArchiveCmd {
         }
 
         let archived = progress::follow(
+            &client,
             &workflow_id,
             handle.get_result(WorkflowGetResultOptions::default()),
             || async {

@@ -107,6 +107,7 @@ impl GenerateCmd {
         }
         let handle = client.get_workflow_handle::<GenerateVideo>(workflow_id.clone());
         let archived = progress::follow(
+            &client,
             &workflow_id,
             handle.get_result(WorkflowGetResultOptions::default()),
             || async {

@@ -6,6 +6,7 @@ mod copy;
 mod generate;
 mod progress;
 mod simulate;
+mod status;
 mod worker;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,6 +52,8 @@ pub enum Command {
     Generate(generate::GenerateCmd),
     /// Copy one video URL into S3 with the worker's copy engine.
     Copy(copy::CopyCmd),
+    /// Show where one workflow is (by provider task id or workflow id), once.
+    Status(status::StatusCmd),
     /// Serve the provider simulator on loopback (for tests, the demo and benchmarks).
     Simulate(simulate::SimulateCmd),
 }
@@ -64,6 +67,7 @@ impl Cli {
             Command::Copy(cmd) => cmd.run().await,
             Command::Generate(cmd) => cmd.run().await,
             Command::Simulate(cmd) => cmd.run().await,
+            Command::Status(cmd) => cmd.run().await,
         }
     }
 }

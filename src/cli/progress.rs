@@ -7,14 +7,45 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use grok_video_proto::v1::{ArchivedVideo, VideoProgress};
-use temporalio_client::errors::WorkflowGetResultError;
+use grok_video_proto::v1::{ArchivedVideo, CopyCheckpoint, VideoProgress};
+use temporalio_client::{Client, errors::WorkflowGetResultError};
 use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 
 use super::OutputFormat;
 
-/// Waits for `result`, showing what `status` reports every two seconds on stderr.
+/// Bytes copied so far and the video's size (0 if unknown), from the running copy
+/// activity's last heartbeat.
+pub(super) async fn copy_bytes(client: &Client, workflow_id: &str) -> Option<(u64, u64)> {
+    use temporalio_client::{NamespacedClient, tonic};
+    use temporalio_common::protos::temporal::api::{
+        common::v1::WorkflowExecution, workflowservice::v1::DescribeWorkflowExecutionRequest,
+    };
+    let described = client
+        .connection()
+        .workflow_service()
+        .describe_workflow_execution(tonic::Request::new(DescribeWorkflowExecutionRequest {
+            namespace: client.namespace(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.to_owned(),
+                run_id: String::new(),
+            }),
+        }))
+        .await
+        .ok()?
+        .into_inner();
+    let activity = described
+        .pending_activities
+        .iter()
+        .find(|a| a.activity_type.as_ref().is_some_and(|t| t.name == grok_video_workflows::activities::CopyVideoToS3::NAME))?;
+    let payload = activity.heartbeat_details.as_ref()?.payloads.last()?;
+    let checkpoint: CopyCheckpoint = serde_json::from_slice(&payload.data).ok()?;
+    Some((checkpoint.bytes_copied.max(0) as u64, checkpoint.total_bytes.max(0) as u64))
+}
+
+/// Waits for `result`, showing what `status` reports every two seconds on stderr, with a
+/// bar of the bytes copied once the copy runs.
 pub(super) async fn follow<R, Q, QF>(
+    client: &Client,
     workflow_id: &str,
     result: impl Future<Output = Result<R, WorkflowGetResultError>>,
     status: Q,
@@ -33,7 +64,12 @@ where
             r = &mut result => break r,
             _ = ticker.tick() => {
                 let Some(p) = status().await else { continue };
-                let line = describe_progress(&p, started.elapsed());
+                let mut line = describe_progress(&p, started.elapsed());
+                if p.phase == "copying"
+                    && let Some((done, total)) = copy_bytes(client, workflow_id).await
+                {
+                    line.push_str(&bytes_bar(done, total));
+                }
                 if terminal {
                     eprint!("\r\x1b[2K{line}");
                     let _ = std::io::stderr().flush();
@@ -50,7 +86,23 @@ where
     outcome.map_err(|e| anyhow::anyhow!("workflow {workflow_id} failed: {}", describe(&e)))
 }
 
-fn describe_progress(p: &VideoProgress, elapsed: Duration) -> String {
+fn bytes_bar(done: u64, total: u64) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    if total == 0 {
+        return format!(", copied {:.1} MiB", mib(done));
+    }
+    let filled = ((done.min(total) as f64 / total as f64) * 20.0).round() as usize;
+    format!(
+        ", copying [{}{}] {:.1}/{:.1} MiB",
+        "#".repeat(filled),
+        "-".repeat(20 - filled),
+        mib(done),
+        mib(total)
+    )
+}
+
+/// One line of where a workflow is.
+pub(super) fn describe_progress(p: &VideoProgress, elapsed: Duration) -> String {
     let next = if p.next_poll_at > 0 {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -97,7 +149,7 @@ pub(super) fn print_result(archived: &ArchivedVideo, output: OutputFormat) -> an
 }
 
 /// One readable line: the failure type and message, from the innermost cause.
-fn describe(err: &WorkflowGetResultError) -> String {
+pub(super) fn describe(err: &WorkflowGetResultError) -> String {
     use WorkflowGetResultError as E;
     match err {
         E::Failed(incoming) => {
@@ -109,9 +161,30 @@ fn describe(err: &WorkflowGetResultError) -> String {
             if kind.is_empty() {
                 failure.message.clone()
             } else {
-                format!("{kind}: {}", failure.message)
+                let hint = hint(&kind).map(|h| format!(" ({h})")).unwrap_or_default();
+                format!("{kind}: {}{hint}", failure.message)
             }
         }
         other => other.to_string(),
     }
+}
+
+/// What to do about a failure type, for the one line a person reads.
+fn hint(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "ProviderAuthRejected" => "check GROK_API_KEY on the worker",
+        "ProviderBalanceExhausted" => "top up the provider account, then start again",
+        "ProviderRejectedRequest" => "fix the named field and start again",
+        "VideoTaskNotFound" => "check the task id; it is unknown to the provider",
+        "VideoGenerationFailed" => "the provider refused or failed the video; change the prompt or order again",
+        "VideoTaskTimedOut" => "the provider is slow; archive the task again with a larger --deadline",
+        "VideoUrlExpired" => "the 24 h link expired before the copy; the video cannot be fetched any more",
+        "CreateOutcomeUnknown" => "look for the task at the provider and `archive` it by id instead of ordering again",
+        "DestinationExists" => "choose another --key or set GROK_S3_ON_CONFLICT=suffix on the worker",
+        "StorageRejected" => "check the bucket, credentials and IAM permissions of the worker",
+        "NotAVideo" => "the link serves no MP4; ask the provider",
+        "VideoTooLarge" => "raise GROK_MAX_VIDEO_MIB on the worker",
+        "UnsafeVideoUrl" => "the link is plain http or on a private address; only a local stack should allow that",
+        _ => return None,
+    })
 }

@@ -233,6 +233,7 @@ impl Storage {
             });
         }
 
+        progress.total.store(expected.unwrap_or_default(), Ordering::Relaxed);
         let mut stream = response.bytes_stream();
         let mut buf = BytesMut::with_capacity(part_size);
         // A resumed copy starts mid-file, where box boundaries are unknown; its length is
@@ -597,6 +598,8 @@ type Resumed = (
 pub struct CopyProgress {
     /// Bytes received so far.
     pub bytes: AtomicU64,
+    /// The video's size, when the host announced it (0 otherwise).
+    pub total: AtomicU64,
     checkpoint: std::sync::Mutex<Option<CopyCheckpoint>>,
     boundaries: std::sync::Mutex<std::collections::HashMap<u64, [u32; 8]>>,
 }
