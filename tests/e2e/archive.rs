@@ -414,6 +414,18 @@ async fn archiving_the_same_task_twice_copies_once() {
     );
     assert_eq!(stack.keys().await.len(), 1);
 
+    // `status` by task id shows the finished workflow and its result.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_grok-video-worker"))
+        .args(["status", &task, "--output", "json"])
+        .env("TEMPORAL_ADDRESS", stack.temporal.address())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["progress"]["phase"], "done");
+    assert_eq!(status["result"]["sha256"], first.sha256.as_str());
+
     // A full successful job, at debug level: the key is nowhere but in the worker's memory.
     let history = stack.temporal.history_json(&archive_workflow_id(&task));
     assert!(
