@@ -4,6 +4,7 @@
 mod archive;
 mod copy;
 mod generate;
+mod healthcheck;
 mod progress;
 mod simulate;
 mod status;
@@ -52,6 +53,8 @@ pub enum Command {
     Generate(generate::GenerateCmd),
     /// Copy one video URL into S3 with the worker's copy engine.
     Copy(copy::CopyCmd),
+    /// Exit 0 when a worker's metrics endpoint answers (container health checks).
+    Healthcheck(healthcheck::HealthcheckCmd),
     /// Show where one workflow is (by provider task id or workflow id), once.
     Status(status::StatusCmd),
     /// Serve the provider simulator on loopback (for tests, the demo and benchmarks).
@@ -68,6 +71,7 @@ impl Cli {
             Command::Generate(cmd) => cmd.run().await,
             Command::Simulate(cmd) => cmd.run().await,
             Command::Status(cmd) => cmd.run().await,
+            Command::Healthcheck(cmd) => cmd.run().await,
         }
     }
 }

@@ -176,6 +176,19 @@ async fn archives_both_sample_videos_byte_exact() {
         text.contains("temporal_activity_execution_latency"),
         "the SDK's own metrics are served too"
     );
+    let health = std::process::Command::new(env!("CARGO_BIN_EXE_grok-video-worker"))
+        .args([
+            "healthcheck",
+            "--metrics-address",
+            &format!("0.0.0.0:{metrics_port}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "healthcheck: {}",
+        String::from_utf8_lossy(&health.stderr)
+    );
 }
 
 #[tokio::test]
@@ -421,7 +434,11 @@ async fn archiving_the_same_task_twice_copies_once() {
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["progress"]["phase"], "done");
     assert_eq!(status["result"]["sha256"], first.sha256.as_str());
