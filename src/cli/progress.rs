@@ -33,13 +33,17 @@ pub(super) async fn copy_bytes(client: &Client, workflow_id: &str) -> Option<(u6
         .await
         .ok()?
         .into_inner();
-    let activity = described
-        .pending_activities
-        .iter()
-        .find(|a| a.activity_type.as_ref().is_some_and(|t| t.name == grok_video_workflows::activities::CopyVideoToS3::NAME))?;
+    let activity = described.pending_activities.iter().find(|a| {
+        a.activity_type
+            .as_ref()
+            .is_some_and(|t| t.name == grok_video_workflows::activities::CopyVideoToS3::NAME)
+    })?;
     let payload = activity.heartbeat_details.as_ref()?.payloads.last()?;
     let checkpoint: CopyCheckpoint = serde_json::from_slice(&payload.data).ok()?;
-    Some((checkpoint.bytes_copied.max(0) as u64, checkpoint.total_bytes.max(0) as u64))
+    Some((
+        checkpoint.bytes_copied.max(0) as u64,
+        checkpoint.total_bytes.max(0) as u64,
+    ))
 }
 
 /// Waits for `result`, showing what `status` reports every two seconds on stderr, with a
@@ -176,15 +180,27 @@ fn hint(kind: &str) -> Option<&'static str> {
         "ProviderBalanceExhausted" => "top up the provider account, then start again",
         "ProviderRejectedRequest" => "fix the named field and start again",
         "VideoTaskNotFound" => "check the task id; it is unknown to the provider",
-        "VideoGenerationFailed" => "the provider refused or failed the video; change the prompt or order again",
-        "VideoTaskTimedOut" => "the provider is slow; archive the task again with a larger --deadline",
-        "VideoUrlExpired" => "the 24 h link expired before the copy; the video cannot be fetched any more",
-        "CreateOutcomeUnknown" => "look for the task at the provider and `archive` it by id instead of ordering again",
-        "DestinationExists" => "choose another --key or set GROK_S3_ON_CONFLICT=suffix on the worker",
+        "VideoGenerationFailed" => {
+            "the provider refused or failed the video; change the prompt or order again"
+        }
+        "VideoTaskTimedOut" => {
+            "the provider is slow; archive the task again with a larger --deadline"
+        }
+        "VideoUrlExpired" => {
+            "the 24 h link expired before the copy; the video cannot be fetched any more"
+        }
+        "CreateOutcomeUnknown" => {
+            "look for the task at the provider and `archive` it by id instead of ordering again"
+        }
+        "DestinationExists" => {
+            "choose another --key or set GROK_S3_ON_CONFLICT=suffix on the worker"
+        }
         "StorageRejected" => "check the bucket, credentials and IAM permissions of the worker",
         "NotAVideo" => "the link serves no MP4; ask the provider",
         "VideoTooLarge" => "raise GROK_MAX_VIDEO_MIB on the worker",
-        "UnsafeVideoUrl" => "the link is plain http or on a private address; only a local stack should allow that",
+        "UnsafeVideoUrl" => {
+            "the link is plain http or on a private address; only a local stack should allow that"
+        }
         _ => return None,
     })
 }

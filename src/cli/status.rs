@@ -64,7 +64,11 @@ impl StatusCmd {
                 println!("{out}");
             }
             OutputFormat::Text => {
-                println!("{workflow_id}: {}", progress::describe_progress(&progress, std::time::Duration::ZERO).trim_start_matches("[   0s] "));
+                println!(
+                    "{workflow_id}: {}",
+                    progress::describe_progress(&progress, std::time::Duration::ZERO)
+                        .trim_start_matches("[   0s] ")
+                );
                 if let Some((done, total)) = bytes {
                     println!("  copied {done} of {total} bytes");
                 }
