@@ -3,11 +3,18 @@
 //! completed (or failed) on a configurable clock, and serves the MP4 bytes at `video_url`.
 //!
 //! Tests script tasks through `POST /_sim/tasks` (a [`TaskScript`], answered with the task
-//! like a create; `GET /_sim/tasks/{id}` reports when it was queried and downloaded), script the next creates through `POST /_sim/create_script` (a
-//! [`CreateScript`]), and read what clients did from `GET /_sim/stats`. A script's
-//! [`Step`]s inject one-shot faults: a status and body of any shape, headers, a delay, a
-//! dropped connection, a video cut short or stalled. Unknown routes answer 404
-//! `{"message":"No handler found for <METHOD> <path>"}` like the real gateway.
+//! like a create; `GET /_sim/tasks/{id}` reports when it was queried and downloaded, and the
+//! `Range` header of each download), script the next creates through `POST
+//! /_sim/create_script` (a [`CreateScript`]), and read what clients did from `GET
+//! /_sim/stats`. A script's [`Step`]s inject one-shot faults: a status and body of any shape,
+//! headers (a redirect), a delay, a dropped connection, a video cut short or stalled. Unknown
+//! routes answer 404 `{"message":"No handler found for <METHOD> <path>"}` like the real
+//! gateway.
+//!
+//! Videos honour a single `Range: bytes=N-`, `bytes=N-M` or `bytes=-N` with `206 Partial
+//! Content` and `Content-Range`, or `416` when the range lies past the end; a task scripted
+//! with `ignore_range` answers 200 with the whole file instead, like a host without range
+//! support.
 //!
 //! Order of the answers to a status query: the task's `responses` first, one per query;
 //! then, within `not_found_for_seconds` of the task's creation, 404; then the clock. A create
@@ -74,6 +81,8 @@ struct Task {
 struct Seen {
     queries: Vec<f64>,
     videos: Vec<f64>,
+    /// The `Range` header of each video download, `""` when it had none.
+    video_ranges: Vec<String>,
 }
 
 impl Task {
@@ -82,9 +91,11 @@ impl Task {
         self.seen.lock().expect("task lock").queries.push(at);
     }
 
-    fn saw_video(&self) {
+    fn saw_video(&self, range: Option<&str>) {
         let at = self.started.elapsed().as_secs_f64();
-        self.seen.lock().expect("task lock").videos.push(at);
+        let mut seen = self.seen.lock().expect("task lock");
+        seen.videos.push(at);
+        seen.video_ranges.push(range.unwrap_or_default().to_owned());
     }
 
     /// `GET /_sim/tasks/{id}`: what this task saw and what its script has left.
@@ -101,6 +112,7 @@ impl Task {
             "query_times": round(&seen.queries),
             "video_requests": seen.videos.len(),
             "video_times": round(&seen.videos),
+            "video_ranges": seen.video_ranges,
             "responses_left": self.responses.lock().expect("task lock").remaining(),
             "video_responses_left": self.video_responses.lock().expect("task lock").remaining(),
         })
@@ -445,7 +457,12 @@ async fn file(
     shared
         .stats
         .video(None, headers.contains_key(header::AUTHORIZATION));
-    serve_video(&shared, &conn, &name, None).await
+    serve_video(&shared, &conn, &name, None, range_of(&headers), false).await
+}
+
+/// The request's `Range` header, if it has one that is text.
+fn range_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::RANGE).and_then(|v| v.to_str().ok())
 }
 
 /// `GET /files/{task}/{name}`: the file of a task, shaped by its `video_responses`.
@@ -467,18 +484,31 @@ async fn task_file(
     let Some(task) = task else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    task.saw_video();
+    let range = range_of(&headers);
+    task.saw_video(range);
     let step = task.next_video_response();
-    serve_video(&shared, &conn, &name, step).await
+    let ignore_range = task.script.ignore_range;
+    serve_video(&shared, &conn, &name, step, range, ignore_range).await
 }
 
-async fn serve_video(shared: &Shared, conn: &Conn, name: &str, step: Option<Step>) -> Response {
+/// A video answer: the step's own, or the file (the part `range` asks for, unless ranges
+/// are ignored).
+async fn serve_video(
+    shared: &Shared,
+    conn: &Conn,
+    name: &str,
+    step: Option<Step>,
+    range: Option<&str>,
+    ignore_range: bool,
+) -> Response {
     if let Some(step) = &step
         && let Some(done) = respond::before(step, conn).await
     {
         return done;
     }
     let step = step.unwrap_or_default();
+    let mut status = step.status_code();
+    let mut extra = HeaderMap::new();
     let (content_type, len, source) = if step.is_custom() {
         let (content_type, bytes) = respond::step_body(&step);
         let len = bytes.len() as u64;
@@ -490,23 +520,56 @@ async fn serve_video(shared: &Shared, conn: &Conn, name: &str, step: Option<Step
             return StatusCode::NOT_FOUND.into_response();
         }
         let path = shared.config.videos_dir.join(name);
-        let Ok(file) = tokio::fs::File::open(&path).await else {
+        let Ok(mut file) = tokio::fs::File::open(&path).await else {
             return StatusCode::NOT_FOUND.into_response();
         };
-        let len = file.metadata().await.map(|m| m.len()).unwrap_or_default();
-        let source: futures::stream::BoxStream<'static, std::io::Result<Bytes>> =
-            Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
+        let total = file.metadata().await.map(|m| m.len()).unwrap_or_default();
+        let accepts = if ignore_range { "none" } else { "bytes" };
+        extra.insert(header::ACCEPT_RANGES, HeaderValue::from_static(accepts));
+        let asked = range.filter(|_| !ignore_range);
+        let (first, len) = match asked.map(|r| respond::byte_range(r, total)) {
+            None | Some(respond::ByteRange::Whole) => (0, total),
+            Some(respond::ByteRange::Part { first, last }) => {
+                status = StatusCode::PARTIAL_CONTENT;
+                let value = format!("bytes {first}-{last}/{total}");
+                extra.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&value).expect("digits"),
+                );
+                (first, last + 1 - first)
+            }
+            Some(respond::ByteRange::Unsatisfiable) => {
+                let value = format!("bytes */{total}");
+                let response = Response::builder()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, value)
+                    .body(Body::empty())
+                    .expect("static response parts");
+                return respond::with_headers(&step, response);
+            }
+        };
+        if first > 0 {
+            use tokio::io::AsyncSeekExt;
+            if file.seek(std::io::SeekFrom::Start(first)).await.is_err() {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        }
+        use tokio::io::AsyncReadExt;
+        let source: futures::stream::BoxStream<'static, std::io::Result<Bytes>> = Box::pin(
+            tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024),
+        );
         (Some("video/mp4"), len, source)
     };
     let (announced, body): (Option<u64>, Body) = respond::video_body(&step, len, source);
-    let mut response = Response::builder().status(step.status_code());
+    let mut response = Response::builder().status(status);
     if let Some(ct) = content_type {
         response = response.header(header::CONTENT_TYPE, ct);
     }
     if let Some(len) = announced {
         response = response.header(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    let response = response.body(body).expect("static response parts");
+    let mut response = response.body(body).expect("static response parts");
+    response.headers_mut().extend(extra);
     respond::with_headers(&step, response)
 }
 

@@ -182,3 +182,68 @@ struct Shape {
     stall_for: Duration,
     pending: Option<Bytes>,
 }
+
+/// What a `Range` header asks of a body of `total` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// The whole body: no usable single byte range (another unit, several ranges, or not
+    /// parseable), which a server may ignore.
+    Whole,
+    /// Bytes `first..=last`, within the body.
+    Part {
+        /// First byte.
+        first: u64,
+        /// Last byte, inclusive.
+        last: u64,
+    },
+    /// No byte of the range exists: `416`.
+    Unsatisfiable,
+}
+
+/// Reads a single `bytes=N-`, `bytes=N-M` or `bytes=-N` (the last N bytes) range; `M` past the
+/// end is cut to the end.
+pub fn byte_range(value: &str, total: u64) -> ByteRange {
+    let value = value.trim();
+    let Some((unit, spec)) = value.split_once('=') else {
+        return ByteRange::Whole;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return ByteRange::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return ByteRange::Whole;
+    };
+    let number = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        // bytes=-N: the last N bytes.
+        return match number(last) {
+            None => ByteRange::Whole,
+            Some(0) => ByteRange::Unsatisfiable,
+            Some(_) if total == 0 => ByteRange::Unsatisfiable,
+            Some(n) => ByteRange::Part {
+                first: total.saturating_sub(n),
+                last: total - 1,
+            },
+        };
+    }
+    let Some(first) = number(first) else {
+        return ByteRange::Whole;
+    };
+    let last = match number(last) {
+        None if last.is_empty() => None,
+        Some(l) if l >= first => Some(l),
+        _ => return ByteRange::Whole,
+    };
+    if first >= total {
+        return ByteRange::Unsatisfiable;
+    }
+    ByteRange::Part {
+        first,
+        last: last.map_or(total - 1, |l| l.min(total - 1)),
+    }
+}

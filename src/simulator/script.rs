@@ -41,10 +41,18 @@ pub struct TaskScript {
     /// For this long after its creation the task answers 404 "not found" (the race of a task
     /// id just returned by create).
     pub not_found_for_seconds: Option<f64>,
+    /// The video host of this task ignores `Range` requests: every download is answered 200
+    /// with the whole file (a host without range support).
+    pub ignore_range: bool,
 }
 
 /// One scripted answer. With none of `status`, `json` and `body` set, the normal answer is
 /// given (after `delay_ms`, with `headers` added, shaped by the video fields).
+///
+/// The normal answer to a video request with `Range: bytes=N-`, `bytes=N-M` or `bytes=-N` is
+/// `206 Partial Content` with those bytes (`416` when none exist), unless the task's script
+/// sets `ignore_range`; `truncate_at` and `stall_after` then count the bytes of the partial
+/// body. A redirect is a custom step: `{"status": 302, "headers": {"Location": "…"}}`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Step {

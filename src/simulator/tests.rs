@@ -403,3 +403,220 @@ async fn the_busiest_second_is_reported() {
     let max = stats["max_queries_per_second"].as_u64().unwrap();
     assert!((3..=5).contains(&max), "{max}");
 }
+
+#[test]
+fn byte_ranges_are_read_like_rfc_9110() {
+    use respond::{ByteRange::*, byte_range};
+    let part = |first, last| Part { first, last };
+    assert_eq!(byte_range("bytes=0-", 10), part(0, 9));
+    assert_eq!(byte_range("bytes=4-", 10), part(4, 9));
+    assert_eq!(byte_range("bytes=4-6", 10), part(4, 6));
+    assert_eq!(byte_range("bytes=4-99", 10), part(4, 9), "cut to the end");
+    assert_eq!(byte_range(" Bytes = 9-9 ", 10), part(9, 9));
+    assert_eq!(byte_range("bytes=-3", 10), part(7, 9));
+    assert_eq!(byte_range("bytes=-30", 10), part(0, 9));
+    assert_eq!(byte_range("bytes=10-", 10), Unsatisfiable);
+    assert_eq!(byte_range("bytes=12-20", 10), Unsatisfiable);
+    assert_eq!(byte_range("bytes=-0", 10), Unsatisfiable);
+    assert_eq!(byte_range("bytes=0-", 0), Unsatisfiable);
+    for ignored in [
+        "bytes=0-1,4-5",
+        "items=0-1",
+        "bytes=5-3",
+        "bytes=x-",
+        "bytes=1-x",
+        "bytes=-",
+        "bytes",
+        "",
+    ] {
+        assert_eq!(byte_range(ignored, 10), Whole, "{ignored:?}");
+    }
+}
+
+impl Sim {
+    async fn get_range(&self, url: &str, range: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(url);
+        if let Some(range) = range {
+            request = request.header("Range", range);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn report(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/_sim/tasks/{id}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+fn small_video() -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grok_video3_6s_480p.mp4"),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn video_ranges_answer_206_or_416_and_are_reported() {
+    let sim = Sim::start().await;
+    let full = small_video();
+    let total = full.len() as u64;
+    let id = sim.task(json!({})).await;
+    let url = sim.query_json(&id).await.1["video_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let r = sim.get_range(&url, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["accept-ranges"], "bytes");
+    assert!(r.headers().get("content-range").is_none());
+    assert_eq!(r.bytes().await.unwrap(), full[..]);
+
+    let r = sim.get_range(&url, Some("bytes=500000-")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 500000-{}/{total}", total - 1).as_str()
+    );
+    assert_eq!(r.content_length(), Some(total - 500_000));
+    assert_eq!(r.bytes().await.unwrap(), full[500_000..]);
+
+    let r = sim.get_range(&url, Some("bytes=10-19")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 10-19/{total}").as_str()
+    );
+    assert_eq!(r.content_length(), Some(10));
+    assert_eq!(r.bytes().await.unwrap(), full[10..20]);
+
+    let r = sim.get_range(&url, Some("bytes=-100")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap(), full[full.len() - 100..]);
+
+    let r = sim.get_range(&url, Some(&format!("bytes={total}-"))).await;
+    assert_eq!(r.status(), 416);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{total}").as_str()
+    );
+
+    let r = sim.get_range(&url, Some("bytes=0-1,5-9")).await;
+    assert_eq!(r.status(), 200, "several ranges: the whole file");
+    assert_eq!(r.bytes().await.unwrap(), full[..]);
+
+    let report = sim.report(&id).await;
+    assert_eq!(report["video_requests"], 6);
+    assert_eq!(
+        report["video_ranges"],
+        json!([
+            "",
+            "bytes=500000-",
+            "bytes=10-19",
+            "bytes=-100",
+            format!("bytes={total}-"),
+            "bytes=0-1,5-9"
+        ])
+    );
+
+    // The plain path honours ranges too.
+    let plain = format!("{}/files/grok_video3_6s_480p.mp4", sim.url);
+    let r = sim.get_range(&plain, Some("bytes=800000-")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap(), full[800_000..]);
+}
+
+#[tokio::test]
+async fn a_task_may_ignore_ranges() {
+    let sim = Sim::start().await;
+    let full = small_video();
+    let id = sim.task(json!({"ignore_range": true})).await;
+    let url = sim.query_json(&id).await.1["video_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for range in ["bytes=500000-", "bytes=999999999-"] {
+        let r = sim.get_range(&url, Some(range)).await;
+        assert_eq!(r.status(), 200, "{range}");
+        assert_eq!(r.headers()["accept-ranges"], "none");
+        assert!(r.headers().get("content-range").is_none());
+        assert_eq!(r.content_length(), Some(full.len() as u64));
+        assert_eq!(r.bytes().await.unwrap(), full[..]);
+    }
+    assert_eq!(
+        sim.report(&id).await["video_ranges"],
+        json!(["bytes=500000-", "bytes=999999999-"])
+    );
+}
+
+#[tokio::test]
+async fn video_steps_shape_the_partial_body_and_redirect() {
+    let sim = Sim::start().await;
+    let full = small_video();
+    let total = full.len() as u64;
+    let plain = format!("{}/files/grok_video3_6s_480p.mp4", sim.url);
+    let id = sim
+        .task(json!({"video_responses": [
+            {"truncate_at": 1000},
+            {"stall_after": 1000, "delay_ms": 500},
+            {"status": 200, "body": "<html>login</html>"},
+            {"status": 302, "headers": {"Location": plain}, "repeat": 2},
+        ]}))
+        .await;
+    let url = sim.query_json(&id).await.1["video_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Cut after 1000 bytes of the partial body, whose full length is announced.
+    let mut r = sim.get_range(&url, Some("bytes=700000-")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.content_length(), Some(total - 700_000));
+    let mut got = Vec::new();
+    let err = loop {
+        match r.chunk().await {
+            Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+            Ok(None) => panic!("a partial body short of its length must fail"),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.is_body() || err.is_decode(), "{err}");
+    assert_eq!(got, full[700_000..701_000]);
+
+    let started = Instant::now();
+    let r = sim.get_range(&url, Some("bytes=700000-")).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap(), full[700_000..]);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+
+    // A scripted body is the answer whatever the range.
+    let r = sim.get_range(&url, Some("bytes=10-")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "<html>login</html>");
+
+    // A redirect: the client sees it, and a client that follows gets the file.
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_follow.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], plain.as_str());
+    let r = sim.get_range(&url, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.url().as_str(), plain, "followed");
+    assert_eq!(r.bytes().await.unwrap(), full[..]);
+    let r = sim.get_range(&url, Some("bytes=800000-")).await;
+    assert_eq!(r.status(), 206, "no step left: the normal ranged answer");
+    assert_eq!(r.bytes().await.unwrap(), full[800_000..]);
+    let stats = sim.stats().await;
+    assert_eq!(stats["video_requests_by_task"][&id], 6);
+    assert_eq!(stats["video_requests"], 7, "and the redirect's target");
+    assert_eq!(stats["video_requests_with_auth"], 0);
+}
