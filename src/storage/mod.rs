@@ -91,7 +91,9 @@ impl Storage {
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(config.idle_timeout)
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= url_policy::MAX_REDIRECTS {
+                // `previous()` holds every URL requested so far, the first one included: after
+                // N redirects it has N URLs, so this follows MAX_REDIRECTS and refuses the next.
+                if attempt.previous().len() > url_policy::MAX_REDIRECTS {
                     attempt.error(format!("more than {} redirects", url_policy::MAX_REDIRECTS))
                 } else if let Err(reason) = policy.check(attempt.url()) {
                     let shown = display_url(attempt.url());
@@ -203,7 +205,7 @@ impl Storage {
             Some(r) => r,
             None => {
                 let response = tokio::select! {
-                    r = self.http.get(url.clone()).send() => r.map_err(|e| StorageError::Download { url: shown.clone(), source: e.without_url() })?,
+                    r = self.http.get(url.clone()).send() => r.map_err(|e| request_error(&shown, e))?,
                     () = cancel.cancelled() => return Err(StorageError::Cancelled),
                 };
                 let status = response.status();
@@ -224,43 +226,70 @@ impl Storage {
                 )
             }
         };
-        if let Some(len) = expected
-            && len > self.config.max_video_bytes
-        {
-            return Err(StorageError::TooLarge {
-                url: shown,
-                limit: self.config.max_video_bytes,
-            });
-        }
-
-        progress.total.store(expected.unwrap_or_default(), Ordering::Relaxed);
+        progress
+            .total
+            .store(expected.unwrap_or_default(), Ordering::Relaxed);
         let mut stream = response.bytes_stream();
         let mut buf = BytesMut::with_capacity(part_size);
         // A resumed copy starts mid-file, where box boundaries are unknown; its length is
         // checked against Content-Range instead.
         let mut boxes = (total == 0).then(mp4::BoxWalker::default);
+        // Every heartbeat carries the upload (and the parts that cover the bytes so far) from
+        // the moment it exists, so a worker lost at any point leaves a checkpoint that the next
+        // attempt resumes from or aborts: the state at the start is remembered here, a resumed
+        // upload is checkpointed at once, a new one as soon as it is created.
+        if let Some((state, at)) = hasher.checkpoint() {
+            progress.remember(at, state);
+        }
+        if let Some(up) = &mut upload {
+            progress.checkpoint(&bucket, &key, up, expected, part_size);
+        }
         let result: Result<StoredVideo, StorageError> = async {
+            if let Some(len) = expected
+                && len > self.config.max_video_bytes
+            {
+                return Err(StorageError::TooLarge {
+                    url: shown.clone(),
+                    limit: self.config.max_video_bytes,
+                });
+            }
             loop {
-                let next = tokio::select! {
-                    n = tokio::time::timeout(self.config.idle_timeout, stream.next()) => n,
-                    () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                // While waiting for the next bytes, parts in flight may land: record each in
+                // the checkpoint at once. (A stalled download would otherwise heartbeat only the
+                // parts collected at the last push, so a worker killed during the stall resumes
+                // from further back, or, with no part collected yet, leaves its upload open.)
+                let idle = tokio::time::sleep(self.config.idle_timeout);
+                tokio::pin!(idle);
+                let next = loop {
+                    let landing = upload.as_ref().is_some_and(Upload::has_in_flight);
+                    tokio::select! {
+                        n = stream.next() => break Some(n),
+                        () = &mut idle => break None,
+                        r = async { upload.as_mut().expect("parts in flight").finish_one().await }, if landing => {
+                            r?;
+                            if let Some(up) = &mut upload {
+                                progress.checkpoint(&bucket, &key, up, expected, part_size);
+                            }
+                        }
+                        () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                    }
                 };
                 let chunk: Bytes = match next {
-                    Err(_) => {
+                    None => {
                         return Err(StorageError::Stalled {
                             url: shown.clone(),
                             after: total,
                             idle: self.config.idle_timeout,
                         });
                     }
-                    Ok(None) => break,
-                    Ok(Some(Err(e))) => {
+                    Some(None) => break,
+                    Some(Some(Err(e))) => {
                         return Err(StorageError::Download {
                             url: shown.clone(),
                             source: e.without_url(),
                         });
                     }
-                    Ok(Some(Ok(chunk))) => chunk,
+                    Some(Some(Ok(chunk))) => chunk,
                 };
                 if let Some(walker) = &mut boxes {
                     walker
@@ -400,9 +429,16 @@ impl Storage {
         cp: &CopyCheckpoint,
         cancel: &CancellationToken,
     ) -> Result<Option<Resumed>, StorageError> {
-        let Some(listed) = upload::list_parts(&self.s3, &cp.bucket, &cp.key, &cp.upload_id).await?
-        else {
-            return Ok(None);
+        // A failed check is no reason to fail the attempt: that would drop the checkpoint (the
+        // next attempt heartbeats its own) and leave the upload open for good. Start over and
+        // abort it instead.
+        let listed = match upload::list_parts(&self.s3, &cp.bucket, &cp.key, &cp.upload_id).await {
+            Ok(Some(listed)) => listed,
+            Ok(None) => return Ok(None),
+            Err(err) => {
+                tracing::warn!(upload_id = %cp.upload_id, error = %err, "cannot list the earlier upload's parts");
+                return Ok(None);
+            }
         };
         let intact = cp.parts.iter().all(|p| {
             listed
@@ -653,6 +689,26 @@ impl CopyProgress {
                 part_size: part_size as i64,
             });
         }
+    }
+}
+
+/// A failed video request. A redirect refused by the URL rules (more than
+/// [`url_policy::MAX_REDIRECTS`], or to a URL they refuse) is [`StorageError::UnsafeUrl`],
+/// final like the same URL given directly, with the policy's reason; anything else is a
+/// download error, retried.
+fn request_error(url: &str, err: reqwest::Error) -> StorageError {
+    if err.is_redirect() {
+        let reason = std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "redirect refused".to_owned());
+        return StorageError::UnsafeUrl {
+            url: url.to_owned(),
+            reason,
+        };
+    }
+    StorageError::Download {
+        url: url.to_owned(),
+        source: err.without_url(),
     }
 }
 

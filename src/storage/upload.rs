@@ -162,7 +162,13 @@ impl Upload {
         Ok(())
     }
 
-    async fn finish_one(&mut self) -> Result<(), StorageError> {
+    /// Whether parts are still being uploaded.
+    pub(super) fn has_in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Waits for one part in flight to land (none: returns at once).
+    pub(super) async fn finish_one(&mut self) -> Result<(), StorageError> {
         if let Some(joined) = self.in_flight.next().await {
             let part = self.joined(joined)?;
             self.done.push(part);

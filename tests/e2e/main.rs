@@ -2,6 +2,7 @@
 //! server, the provider simulator and the worker binary. One binary, one module per suite.
 
 mod archive;
+mod copy;
 mod durable;
 mod generate;
 mod provider;

@@ -576,3 +576,125 @@ impl Simulator {
             .unwrap_or(0)
     }
 }
+
+/// A worker of [`Stack::workers_on_queues`]: name, task queue, extra environment.
+#[allow(dead_code)]
+pub type WorkerSpec<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// Helpers for suites that run several scenarios on one stack, each in a bucket and on a
+/// task queue of its own.
+#[allow(dead_code)]
+impl Stack {
+    /// Creates the bucket `<stack bucket>-<name>` and returns its name.
+    pub async fn create_bucket(&self, name: &str) -> String {
+        let bucket = format!("{}-{name}", self.bucket);
+        self.s3
+            .client()
+            .await
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+        bucket
+    }
+
+    /// Every key in `bucket`.
+    pub async fn keys_in(&self, bucket: &str) -> Vec<String> {
+        let out = self
+            .s3
+            .client()
+            .await
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
+    /// Multipart uploads left open in `bucket`.
+    pub async fn open_uploads_in(&self, bucket: &str) -> usize {
+        let out = self
+            .s3
+            .client()
+            .await
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        out.uploads().len()
+    }
+
+    /// The bytes and metadata of `bucket/key`.
+    pub async fn object_in(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> (Vec<u8>, std::collections::HashMap<String, String>) {
+        let out = self
+            .s3
+            .client()
+            .await
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get s3://{bucket}/{key}: {e:?}"));
+        let meta = out.metadata().cloned().unwrap_or_default();
+        let bytes = out.body.collect().await.unwrap().into_bytes().to_vec();
+        (bytes, meta)
+    }
+
+    /// Stores an object directly (not through the worker), e.g. another task's video.
+    pub async fn put_object_in(&self, bucket: &str, key: &str, body: &[u8], meta: &[(&str, &str)]) {
+        let mut put = self
+            .s3
+            .client()
+            .await
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("video/mp4")
+            .body(body.to_vec().into());
+        for (k, v) in meta {
+            put = put.metadata(*k, *v);
+        }
+        put.send().await.unwrap();
+    }
+
+    /// Starts workers on their own task queues, all at once, and returns once each of them
+    /// polls.
+    pub fn workers_on_queues(&self, specs: &[WorkerSpec<'_>]) -> Vec<Proc> {
+        let mut procs: Vec<Proc> = specs
+            .iter()
+            .map(|(name, queue, env)| {
+                let mut cmd = self.worker_command(Some(API_KEY));
+                cmd.env("GROK_TASK_QUEUE", queue);
+                for (k, v) in *env {
+                    cmd.env(k, v);
+                }
+                Proc::spawn(name, &mut cmd, &self.dir)
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        for (proc, (name, ..)) in procs.iter_mut().zip(specs) {
+            while !proc.log_text().contains("worker started") {
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    panic!("worker {name} exited with {status}:\n{}", proc.log_text());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "worker {name} did not start within 90 s"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        procs
+    }
+}
