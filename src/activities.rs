@@ -206,7 +206,17 @@ impl VideoActivities {
                 loop {
                     tokio::select! {
                         result = &mut copy => break result,
-                        _ = ticker.tick() => { let _ = ctx.record_heartbeat(progress.snapshot()).await; }
+                        _ = ticker.tick() => {
+                            // Until this attempt has an upload of its own, keep reporting the
+                            // earlier one, so a second crash does not lose (and leak) it.
+                            let mut snapshot = progress.snapshot();
+                            if snapshot.upload_id.is_empty() && let Some(earlier) = &resume {
+                                let bytes = snapshot.bytes_copied;
+                                snapshot = earlier.clone();
+                                snapshot.bytes_copied = bytes;
+                            }
+                            let _ = ctx.record_heartbeat(snapshot).await;
+                        }
                         () = ctx.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
                     }
                 }
