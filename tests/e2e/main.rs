@@ -2,6 +2,7 @@
 //! server, the provider simulator and the worker binary. One binary, one module per suite.
 
 mod archive;
+mod chaos;
 mod copy;
 mod durable;
 mod generate;
@@ -9,4 +10,5 @@ mod provider;
 mod python;
 mod ratecap;
 mod replay;
+mod scale;
 mod stack;

@@ -577,6 +577,118 @@ impl Simulator {
     }
 }
 
+impl Stack {
+    /// Multipart uploads left open in the test's bucket, as (key, upload id).
+    #[allow(dead_code)]
+    pub async fn open_upload_list(&self) -> Vec<(String, String)> {
+        let out = self
+            .s3
+            .client()
+            .await
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
+        out.uploads()
+            .iter()
+            .map(|u| {
+                (
+                    u.key().unwrap_or_default().to_owned(),
+                    u.upload_id().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[allow(dead_code)]
+impl Stack {
+    /// GetObject without panicking: the bytes and metadata, or the error (including a
+    /// checksum mismatch the SDK found while reading the body).
+    pub async fn try_object(
+        &self,
+        key: &str,
+    ) -> Result<(Vec<u8>, std::collections::HashMap<String, String>), String> {
+        let out = self
+            .s3
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "GetObject {key}: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                )
+            })?;
+        let meta = out.metadata().cloned().unwrap_or_default();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| format!("reading {key}: {e:?}"))?
+            .into_bytes()
+            .to_vec();
+        Ok((bytes, meta))
+    }
+
+    /// The object's bytes with no response-checksum validation, and the checksums S3
+    /// reports for it (HeadObject with checksum mode on), for a failure report.
+    pub async fn object_unvalidated(&self, key: &str) -> Result<(Vec<u8>, String), String> {
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.s3.endpoint)
+            .force_path_style(true)
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
+            .build();
+        let s3 = S3::from_conf(conf);
+        let head = s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| format!("HeadObject {key}: {e:?}"))?;
+        let checksums = format!(
+            "size {:?} etag {:?} crc32 {:?} crc32c {:?} crc64nvme {:?} sha1 {:?} sha256 {:?} type {:?}",
+            head.content_length(),
+            head.e_tag(),
+            head.checksum_crc32(),
+            head.checksum_crc32_c(),
+            head.checksum_crc64_nvme(),
+            head.checksum_sha1(),
+            head.checksum_sha256(),
+            head.checksum_type(),
+        );
+        let out = s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| format!("GetObject {key}: {e:?}"))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| format!("reading {key}: {e:?}"))?
+            .into_bytes()
+            .to_vec();
+        Ok((bytes, checksums))
+    }
+}
+
 /// A worker of [`Stack::workers_on_queues`]: name, task queue, extra environment.
 #[allow(dead_code)]
 pub type WorkerSpec<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
