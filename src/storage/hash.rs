@@ -65,12 +65,12 @@ impl ResumableSha256 {
             self.buffered = 0;
         }
         let whole = data.len() / 64 * 64;
-        if whole > 0 {
-            let blocks: Vec<_> = data[..whole]
-                .chunks_exact(64)
-                .map(GenericArray::clone_from_slice)
-                .collect();
-            sha2::compress256(&mut self.state, &blocks);
+        // One block at a time, straight from the caller's bytes: no copy, no allocation.
+        for block in data[..whole].chunks_exact(64) {
+            sha2::compress256(
+                &mut self.state,
+                std::slice::from_ref(GenericArray::from_slice(block)),
+            );
         }
         let rest = &data[whole..];
         self.buffer[..rest.len()].copy_from_slice(rest);
