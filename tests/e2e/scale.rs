@@ -4,7 +4,9 @@
 //! what it measured — workflows completed, wall time, the worker's peak RSS and CPU seconds,
 //! CPU seconds per 1,000 status queries, and the provider request rate.
 //!
-//! `GVW_SCALE_WORKFLOWS` changes the count (default 2000).
+//! `GVW_SCALE_WORKFLOWS` changes the count (default 2000), `GVW_SCALE_PROCESSING=A-B` the
+//! seconds a task stays processing after 2 s queued (default 18-38): with longer tasks each
+//! workflow polls more often, so the CPU per 1,000 polls is less about copies.
 
 use std::{
     collections::BTreeMap,
@@ -74,6 +76,39 @@ fn proc_stats(pid: u32, ticks: f64) -> Option<ProcStats> {
     })
 }
 
+/// Median, 95th percentile and maximum of some seconds.
+struct Spread {
+    n: usize,
+    median: f64,
+    p95: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(values: &mut [f64]) -> Self {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            values
+                .get(((values.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        Self {
+            n: values.len(),
+            median: at(0.5),
+            p95: at(0.95),
+            max: at(1.0),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "median {:.1} s, p95 {:.1} s, max {:.1} s after the task was ordered ({} tasks)",
+            self.median, self.p95, self.max, self.n
+        )
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -94,6 +129,14 @@ async fn scale_thousands_of_workflows_on_one_worker() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
+    let (proc_min, proc_max): (f64, f64) = std::env::var("GVW_SCALE_PROCESSING")
+        .ok()
+        .and_then(|s| {
+            let (a, b) = s.split_once('-')?;
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .filter(|(a, b)| a < b)
+        .unwrap_or((18.0, 38.0));
     let ticks = clock_ticks();
     let stack = Stack::start("scale").await;
     // Info logs: debug lines for every poll of 2,000 workflows would be most of the CPU.
@@ -104,6 +147,15 @@ async fn scale_thousands_of_workflows_on_one_worker() {
     );
     let pid = worker.child.id();
     let at_start = proc_stats(pid, ticks).expect("worker /proc stats");
+    // The other processes on the two cores, to see which one bounds the throughput.
+    let others = [
+        ("Temporal dev server", stack.temporal.proc.child.id()),
+        ("moto S3", stack.s3._proc.child.id()),
+        ("simulator", stack.sim._proc.child.id()),
+        ("test process", std::process::id()),
+    ];
+    let cpu_of = |pid: u32| proc_stats(pid, ticks).map_or(0.0, |s| s.cpu_seconds);
+    let others_at_start: Vec<f64> = others.iter().map(|(_, pid)| cpu_of(*pid)).collect();
     let client = stack.temporal.client().await;
     let mut rng = StdRng::seed_from_u64(7);
     let scripts: Vec<(&str, f64)> = (0..workflows)
@@ -113,7 +165,7 @@ async fn scale_thousands_of_workflows_on_one_worker() {
             } else {
                 SMALL
             };
-            (video, rng.random_range(18.0..38.0))
+            (video, rng.random_range(proc_min..proc_max))
         })
         .collect();
 
@@ -156,7 +208,11 @@ async fn scale_thousands_of_workflows_on_one_worker() {
         .collect()
         .await;
     let start_secs = t0.elapsed().as_secs_f64();
-    println!("scale: {workflows} workflows started in {start_secs:.1} s");
+    println!(
+        "scale: {workflows} workflows started in {start_secs:.1} s (tasks done {:.0}-{:.0} s after they are ordered, a status query every {POLL_INTERVAL} s)",
+        proc_min + 2.0,
+        proc_max + 2.0
+    );
 
     // Wait for all of them to close, sampling the worker's memory on the way.
     let mut peak_rss_kb = 0;
@@ -191,6 +247,11 @@ async fn scale_thousands_of_workflows_on_one_worker() {
     let end = proc_stats(pid, ticks).expect("worker still running");
     peak_rss_kb = peak_rss_kb.max(end.rss_kb);
     let stats = stack.sim.stats().await;
+    let others_cpu: Vec<f64> = others
+        .iter()
+        .zip(&others_at_start)
+        .map(|((_, pid), start)| cpu_of(*pid) - start)
+        .collect();
     drop(worker);
 
     // The results: every workflow completed with its video's hash.
@@ -246,6 +307,17 @@ async fn scale_thousands_of_workflows_on_one_worker() {
     };
     let open = stack.open_uploads().await;
 
+    // When each task was first queried, counted from its creation (just before its start).
+    let mut first_query: Vec<f64> = stream::iter(results.iter().map(|(task, _, _)| task.clone()))
+        .map(|task| {
+            let stack = &stack;
+            async move { stack.sim.task_report(&task).await["query_times"][0].as_f64() }
+        })
+        .buffer_unordered(32)
+        .filter_map(|t| async move { t })
+        .collect()
+        .await;
+    let lateness = Spread::of(&mut first_query);
     let queries = stats["queries"].as_f64().unwrap_or(0.0);
     let busiest = stats["max_queries_per_second"].as_u64().unwrap_or(0);
     let cpu = end.cpu_seconds - at_start.cpu_seconds;
@@ -263,18 +335,34 @@ async fn scale_thousands_of_workflows_on_one_worker() {
         peak_rss_kb as f64 / 1024.0
     );
     println!(
-        "scale: worker CPU {cpu:.1} s during the run ({:.1} s in all), {:.2} CPU s per 1,000 polls",
+        "scale: worker CPU {cpu:.1} s during the run ({:.1} s in all), {:.2} CPU s per 1,000 polls, {:.1} ms per workflow (polls and copies together)",
         end.cpu_seconds,
-        cpu / (queries / 1000.0).max(f64::MIN_POSITIVE)
+        cpu / (queries / 1000.0).max(f64::MIN_POSITIVE),
+        cpu * 1000.0 / workflows as f64
     );
     println!(
-        "scale: provider {queries} status queries, {} downloads; busiest second {busiest} queries, average {:.1}/s",
+        "scale: provider {queries} status queries ({:.2} per workflow), {} downloads; busiest second {busiest} queries, average {:.1}/s",
+        queries / workflows as f64,
         stats["video_requests"],
         queries / wall
     );
     println!(
         "scale: {objects} objects, {open} open uploads, {} creates",
         stats["creates"]
+    );
+    println!(
+        "scale: first status query {} (asked: {POLL_INTERVAL} s after the start)",
+        lateness.describe()
+    );
+    println!(
+        "scale: CPU s during the run: worker {cpu:.1}, {} ({:.0}% of 2 cores in all)",
+        others
+            .iter()
+            .zip(&others_cpu)
+            .map(|((name, _), c)| format!("{name} {c:.1}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (cpu + others_cpu.iter().sum::<f64>()) * 100.0 / (2.0 * wall)
     );
     assert!(
         problems.is_empty(),
