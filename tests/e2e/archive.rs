@@ -3,66 +3,25 @@
 
 use std::time::Duration;
 
-use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
+use grok_video_proto::v1::ArchivedVideo;
 use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowStartOptions,
-    errors::WorkflowGetResultError,
-};
-use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+use temporalio_client::{WorkflowQueryOptions, errors::WorkflowGetResultError};
 
-use crate::stack::{API_KEY, Stack, eventually, fixture};
+use crate::{
+    stack::{API_KEY, Stack, eventually, fixture},
+    workflow::{Handle, application_failure, request, result_within, sha256_hex, start},
+};
 
 const RESULT_WITHIN: Duration = Duration::from_secs(120);
 
-type Handle = WorkflowHandle<Client, ArchiveVideo>;
-
-fn request(stack: &Stack, task_id: &str) -> ArchiveVideoRequest {
-    ArchiveVideoRequest {
-        task_id: task_id.to_owned(),
-        bucket: stack.bucket.clone(),
-        first_poll_delay_seconds: Some(1),
-        poll_interval_seconds: Some(1),
-        deadline_seconds: Some(300),
-        ..Default::default()
-    }
-}
-
-async fn start(stack: &Stack, client: &Client, req: ArchiveVideoRequest) -> Handle {
-    let id = archive_workflow_id(&req.task_id);
-    client
-        .start_workflow(
-            ArchiveVideo::run,
-            req,
-            WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build(),
-        )
-        .await
-        .expect("start ArchiveVideo");
-    client.get_workflow_handle(id)
-}
-
 async fn result(handle: &Handle) -> Result<ArchivedVideo, WorkflowGetResultError> {
-    tokio::time::timeout(
-        RESULT_WITHIN,
-        handle.get_result(WorkflowGetResultOptions::default()),
-    )
-    .await
-    .expect("workflow result within the deadline")
+    result_within(handle, RESULT_WITHIN).await
 }
 
 /// The failure type and message a caller sees.
 fn failure_of(err: &WorkflowGetResultError) -> (String, String) {
-    let WorkflowGetResultError::Failed(incoming) = err else {
-        panic!("expected a failed workflow, got {err}");
-    };
-    let failure = incoming.failure();
-    let kind = match &failure.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(info)) => info.r#type.clone(),
-        other => panic!("expected an application failure, got {other:?}"),
-    };
-    (kind, failure.message.clone())
+    application_failure(err)
 }
 
 async fn wait_for_polls(handle: &Handle, polls: u32) {
@@ -77,10 +36,6 @@ async fn wait_for_polls(handle: &Handle, polls: u32) {
         },
     )
     .await;
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 #[tokio::test]
@@ -441,6 +396,11 @@ async fn archiving_the_same_task_twice_copies_once() {
     );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["progress"]["phase"], "done");
+    // The model's expected generation time (grok_video3, 10 s default: 2-4 min) and the
+    // task's creation time, which `archive --wait` shows against the time it has taken.
+    assert_eq!(status["progress"]["expected_min_seconds"], 120);
+    assert_eq!(status["progress"]["expected_max_seconds"], 240);
+    assert!(status["progress"]["task_created_at"].as_i64().unwrap() > 0);
     assert_eq!(status["result"]["sha256"], first.sha256.as_str());
 
     // A full successful job, at debug level: the key is nowhere but in the worker's memory.

@@ -26,10 +26,10 @@ use rand::{
     seq::{IndexedRandom, SliceRandom},
 };
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions};
 
 use crate::stack::{API_KEY, Proc, Stack, fixture};
+use crate::workflow::sha256_hex;
 
 const TRIALS: usize = 20;
 const SMALL: &str = "grok_video3_6s_480p.mp4";
@@ -69,10 +69,6 @@ enum Fault {
     AroundComplete,
     /// The Temporal dev server restarted (SIGTERM, same port and database).
     ServerRestart,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Scripts the 20 tasks: quick small ones, small and large ones whose downloads stall (the

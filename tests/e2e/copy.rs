@@ -16,7 +16,6 @@ use std::{
 use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo, CopyCheckpoint};
 use grok_video_workflows::{ArchiveVideo, activities::CopyVideoToS3, archive_workflow_id};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use temporalio_client::{
     Client, NamespacedClient, WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions,
     errors::WorkflowGetResultError, tonic,
@@ -27,6 +26,7 @@ use temporalio_common::protos::temporal::api::{
 };
 
 use crate::stack::{Proc, Stack, eventually, fixture};
+use crate::workflow::sha256_hex;
 
 const SMALL: &str = "grok_video3_6s_480p.mp4";
 const LARGE: &str = "grok_video3_30s_720p.mp4";
@@ -58,10 +58,6 @@ struct Env {
 
 fn source(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// A task that is complete at its first status query, with `extra` script fields.

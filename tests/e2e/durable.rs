@@ -4,42 +4,18 @@
 
 use std::time::Duration;
 
-use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
+use grok_video_proto::v1::ArchiveVideoRequest;
 use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
 use serde_json::json;
 use temporalio_client::{
-    Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions, errors::WorkflowGetResultError,
+    WorkflowCancelOptions, WorkflowQueryOptions, WorkflowSignalOptions,
+    errors::WorkflowGetResultError,
 };
 
-use crate::stack::{API_KEY, Stack, eventually, fixture};
-
-type Handle = WorkflowHandle<Client, ArchiveVideo>;
-
-async fn start(stack: &Stack, client: &Client, request: ArchiveVideoRequest) -> Handle {
-    let id = archive_workflow_id(&request.task_id);
-    client
-        .start_workflow(
-            ArchiveVideo::run,
-            request,
-            WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build(),
-        )
-        .await
-        .expect("start ArchiveVideo");
-    client.get_workflow_handle(id)
-}
-
-async fn result(
-    handle: &Handle,
-    within: Duration,
-) -> Result<ArchivedVideo, WorkflowGetResultError> {
-    tokio::time::timeout(
-        within,
-        handle.get_result(WorkflowGetResultOptions::default()),
-    )
-    .await
-    .expect("workflow result within the deadline")
-}
+use crate::{
+    stack::{API_KEY, Stack, eventually, fixture},
+    workflow::{result_within, start},
+};
 
 /// The runs of a workflow id and their history lengths, newest first, from the Temporal CLI.
 fn runs(stack: &Stack, workflow_id: &str) -> Vec<(String, u64)> {
@@ -92,7 +68,7 @@ async fn continues_as_new_with_bounded_history_and_the_same_result() {
         ..Default::default()
     };
     let handle = start(&stack, &client, request).await;
-    let archived = result(&handle, Duration::from_secs(120))
+    let archived = result_within(&handle, Duration::from_secs(120))
         .await
         .expect("archived across runs");
     let source = std::fs::read(fixture("grok_video3_6s_480p.mp4")).unwrap();
@@ -161,7 +137,7 @@ async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
         .signal(ArchiveVideo::poll_now, (), WorkflowSignalOptions::default())
         .await
         .expect("signal poll_now");
-    let archived = result(&handle, Duration::from_secs(60))
+    let archived = result_within(&handle, Duration::from_secs(60))
         .await
         .expect("archived after poll_now");
     assert_eq!(archived.polls, 2);
@@ -211,7 +187,7 @@ async fn cancelling_mid_copy_aborts_the_upload() {
         )
         .await
         .expect("cancel");
-    let err = result(&handle, Duration::from_secs(60))
+    let err = result_within(&handle, Duration::from_secs(60))
         .await
         .expect_err("cancelled");
     assert!(
@@ -267,7 +243,7 @@ async fn sigterm_lets_a_running_copy_finish_then_exits_zero() {
     // The copy finished during the grace period: the video is stored, whoever completes the
     // workflow afterwards.
     let _next = stack.worker("worker-2", Some(API_KEY));
-    let archived = result(&handle, Duration::from_secs(60))
+    let archived = result_within(&handle, Duration::from_secs(60))
         .await
         .expect("archived");
     assert_eq!(stack.keys().await, vec![archived.key.clone()]);

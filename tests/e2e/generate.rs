@@ -11,7 +11,6 @@ use temporalio_client::{
     Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions,
     errors::WorkflowGetResultError,
 };
-use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 
 use crate::stack::{API_KEY, Stack, fixture};
 
@@ -53,16 +52,7 @@ pub(crate) async fn generate(
 }
 
 pub(crate) fn failure_type(err: &WorkflowGetResultError) -> (String, String) {
-    let WorkflowGetResultError::Failed(incoming) = err else {
-        panic!("expected a failed workflow, got {err}");
-    };
-    let failure = incoming.failure();
-    match &failure.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(info)) => {
-            (info.r#type.clone(), failure.message.clone())
-        }
-        other => panic!("expected an application failure, got {other:?}"),
-    }
+    crate::workflow::application_failure(err)
 }
 
 #[tokio::test]

@@ -12,3 +12,4 @@ mod ratecap;
 mod replay;
 mod scale;
 mod stack;
+mod workflow;

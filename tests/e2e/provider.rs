@@ -6,70 +6,32 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo, GenerateVideoRequest};
-use grok_video_workflows::{ArchiveVideo, GenerateVideo, archive_workflow_id};
+use grok_video_workflows::GenerateVideo;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use temporalio_client::{
     Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions,
     errors::WorkflowGetResultError,
 };
-use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 
-use crate::stack::{API_KEY, Stack, fixture};
+use crate::{
+    stack::{API_KEY, Stack, fixture},
+    workflow::{Handle, application_failure, request, result_within, start},
+};
 
 const RESULT_WITHIN: Duration = Duration::from_secs(150);
 const SMALL: &str = "grok_video3_6s_480p.mp4";
 
-type Handle = WorkflowHandle<Client, ArchiveVideo>;
-
-fn request(stack: &Stack, task_id: &str) -> ArchiveVideoRequest {
-    ArchiveVideoRequest {
-        task_id: task_id.to_owned(),
-        bucket: stack.bucket.clone(),
-        first_poll_delay_seconds: Some(1),
-        poll_interval_seconds: Some(1),
-        deadline_seconds: Some(300),
-        ..Default::default()
-    }
-}
-
-async fn start(stack: &Stack, client: &Client, req: ArchiveVideoRequest) -> Handle {
-    let id = archive_workflow_id(&req.task_id);
-    client
-        .start_workflow(
-            ArchiveVideo::run,
-            req,
-            WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build(),
-        )
-        .await
-        .expect("start ArchiveVideo");
-    client.get_workflow_handle(id)
-}
-
 async fn result(handle: &Handle) -> Result<ArchivedVideo, WorkflowGetResultError> {
-    tokio::time::timeout(
-        RESULT_WITHIN,
-        handle.get_result(WorkflowGetResultOptions::default()),
-    )
-    .await
-    .expect("workflow result within the deadline")
+    result_within(handle, RESULT_WITHIN).await
 }
 
 /// The failure type and message a caller sees; panics when the workflow succeeded.
 fn failure_of(outcome: &Result<ArchivedVideo, WorkflowGetResultError>) -> (String, String) {
-    let err = match outcome {
+    match outcome {
         Ok(archived) => panic!("expected a failed workflow, got {archived:?}"),
-        Err(err) => err,
-    };
-    let WorkflowGetResultError::Failed(incoming) = err else {
-        panic!("expected a failed workflow, got {err}");
-    };
-    let failure = incoming.failure();
-    let kind = match &failure.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(info)) => info.r#type.clone(),
-        other => panic!("expected an application failure, got {other:?}"),
-    };
-    (kind, failure.message.clone())
+        Err(err) => application_failure(err),
+    }
 }
 
 /// One scripted task and what the test expects of it.

@@ -18,12 +18,12 @@ use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
 use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use temporalio_client::{
     Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions,
 };
 
 use crate::stack::{API_KEY, Stack, fixture};
+use crate::workflow::sha256_hex;
 
 const SMALL: &str = "grok_video3_6s_480p.mp4";
 const LARGE: &str = "grok_video3_30s_720p.mp4";
@@ -107,10 +107,6 @@ impl Spread {
             self.median, self.p95, self.max, self.n
         )
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Workflows still running (a continued-as-new run counts as its new run), from visibility.

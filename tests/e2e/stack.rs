@@ -10,7 +10,8 @@ use std::{
 };
 
 use aws_sdk_s3::Client as S3;
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url, tonic};
+use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 
 /// The API key the simulator expects in tests: recognisable, so a leak is easy to find.
 pub const API_KEY: &str = "sk-test-LEAKCHECK-4f1d2a";
@@ -186,7 +187,18 @@ impl Temporal {
         eventually("the Temporal dev server", Duration::from_secs(60), || {
             let url = url.clone();
             async move {
-                Connection::connect(ConnectionOptions::new(url).build())
+                // Ready means the `default` namespace answers, not just the port: on a busy
+                // machine the dev server accepts connections before it has registered it.
+                let Ok(connection) = Connection::connect(ConnectionOptions::new(url).build()).await
+                else {
+                    return false;
+                };
+                connection
+                    .workflow_service()
+                    .describe_namespace(tonic::Request::new(DescribeNamespaceRequest {
+                        namespace: "default".into(),
+                        ..Default::default()
+                    }))
                     .await
                     .is_ok()
             }
