@@ -18,26 +18,26 @@ pub struct ArchiveCmd {
     /// The provider's task id.
     task_id: String,
     /// Destination bucket (default: the worker's GROK_S3_BUCKET).
-    #[arg(long)]
+    #[arg(long, env = "GROK_DEST_BUCKET")]
     bucket: Option<String>,
-    /// Destination key (default: the worker's `<prefix>/<task_id>.mp4`).
-    #[arg(long)]
+    /// Destination key (default: the worker's key template).
+    #[arg(long, env = "GROK_DEST_KEY")]
     key: Option<String>,
     /// Seconds before the first status query (default: query at once, then wait for the
     /// model's expected generation time).
-    #[arg(long)]
+    #[arg(long, env = "GROK_FIRST_POLL_DELAY_SECONDS")]
     first_poll_delay: Option<u32>,
     /// Seconds between status queries (default 30).
-    #[arg(long)]
+    #[arg(long, env = "GROK_POLL_INTERVAL_SECONDS")]
     poll_interval: Option<u32>,
     /// Seconds after which waiting stops (default: from the model's estimate).
-    #[arg(long)]
+    #[arg(long, env = "GROK_DEADLINE_SECONDS")]
     deadline: Option<u32>,
     /// Wait for the result, showing progress on stderr.
-    #[arg(long)]
+    #[arg(long, env = "GROK_WAIT")]
     wait: bool,
     /// Result format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, env = "GROK_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
     #[command(flatten)]
     temporal: TemporalArgs,

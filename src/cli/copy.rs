@@ -18,10 +18,10 @@ pub struct CopyCmd {
     /// Destination, `s3://bucket/key`.
     destination: String,
     /// Task id recorded in the object's metadata.
-    #[arg(long, default_value = "manual-copy")]
+    #[arg(long, env = "GROK_COPY_TASK_ID", default_value = "manual-copy")]
     task_id: String,
     /// Result format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, env = "GROK_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
     #[command(flatten)]
     storage: StorageArgs,

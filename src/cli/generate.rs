@@ -16,47 +16,47 @@ use crate::{config::TemporalArgs, temporal};
 #[derive(Args, Debug)]
 pub struct GenerateCmd {
     /// grok_video3, grok_video3_pro, grok_video3_max or grok_video3_stable.
-    #[arg(long)]
+    #[arg(long, env = "GROK_MODEL")]
     model: String,
     /// What the video shows.
-    #[arg(long)]
+    #[arg(long, env = "GROK_PROMPT")]
     prompt: String,
     /// Seconds of video (per-model rules; default the provider's, 10).
-    #[arg(long)]
+    #[arg(long, env = "GROK_DURATION_SECONDS")]
     duration: Option<u32>,
     /// 16:9, 9:16, 1:1, 3:2 or 2:3 (default the provider's, 16:9).
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "GROK_ASPECT_RATIO", default_value = "")]
     aspect_ratio: String,
     /// 480p or 720p (default the provider's, 720p).
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "GROK_RESOLUTION", default_value = "")]
     resolution: String,
-    /// A reference image URL; repeat for several.
-    #[arg(long = "image-url")]
+    /// A reference image URL; repeat for several (in the env var: separated by spaces).
+    #[arg(long = "image-url", env = "GROK_IMAGE_URLS", value_delimiter = ' ')]
     image_urls: Vec<String>,
     /// Destination bucket (default: the worker's GROK_S3_BUCKET).
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "GROK_DEST_BUCKET", default_value = "")]
     bucket: String,
-    /// Destination key (default: the worker's `<prefix>/<task_id>.mp4`).
-    #[arg(long, default_value = "")]
+    /// Destination key (default: the worker's key template).
+    #[arg(long, env = "GROK_DEST_KEY", default_value = "")]
     key: String,
     /// Seconds before the first status query (default: the model's expected minimum).
-    #[arg(long)]
+    #[arg(long, env = "GROK_FIRST_POLL_DELAY_SECONDS")]
     first_poll_delay: Option<u32>,
     /// Seconds between status queries (default 30).
-    #[arg(long)]
+    #[arg(long, env = "GROK_POLL_INTERVAL_SECONDS")]
     poll_interval: Option<u32>,
     /// Seconds after which waiting stops (default: from the model's estimate).
-    #[arg(long)]
+    #[arg(long, env = "GROK_DEADLINE_SECONDS")]
     deadline: Option<u32>,
     /// Workflow id (default `generate-<random uuid>`). Starting the same id twice never
     /// creates a second provider task.
-    #[arg(long)]
+    #[arg(long, env = "GROK_WORKFLOW_ID")]
     workflow_id: Option<String>,
     /// Wait for the result, showing progress on stderr.
-    #[arg(long)]
+    #[arg(long, env = "GROK_WAIT")]
     wait: bool,
     /// Result format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, env = "GROK_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
     #[command(flatten)]
     temporal: TemporalArgs,

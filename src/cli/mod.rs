@@ -93,3 +93,33 @@ pub async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag of every subcommand can also be set from the environment, and its `--help`
+    /// line says which variable.
+    #[test]
+    fn every_flag_has_an_env_var() {
+        let mut missing = Vec::new();
+        let mut cli = super::Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_positional() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_env().is_none() {
+                    missing.push(format!(
+                        "{} --{}",
+                        sub.get_name(),
+                        arg.get_long().unwrap_or(id)
+                    ));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without an env var: {missing:?}");
+    }
+}

@@ -68,7 +68,7 @@ where
             r = &mut result => break r,
             _ = ticker.tick() => {
                 let Some(p) = status().await else { continue };
-                let mut line = describe_progress(&p, started.elapsed());
+                let mut line = describe_progress(&p, Some(started.elapsed()));
                 if p.phase == "copying"
                     && let Some((done, total)) = copy_bytes(client, workflow_id).await
                 {
@@ -105,33 +105,74 @@ fn bytes_bar(done: u64, total: u64) -> String {
     )
 }
 
-/// One line of where a workflow is.
-pub(super) fn describe_progress(p: &VideoProgress, elapsed: Duration) -> String {
-    let next = if p.next_poll_at > 0 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        format!(", next poll in {}s", (p.next_poll_at - now).max(0))
-    } else {
+/// One line of where a workflow is: phase, provider status, how long the task has been
+/// generating against the model's expected time, polls and the next poll. `elapsed` is how
+/// long the caller has been following (shown as a `[  12s]` prefix), `None` for a one-off.
+pub(super) fn describe_progress(p: &VideoProgress, elapsed: Option<Duration>) -> String {
+    describe_progress_at(p, elapsed, unix_now())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn describe_progress_at(p: &VideoProgress, elapsed: Option<Duration>, now: i64) -> String {
+    let prefix = elapsed
+        .map(|e| format!("[{:>4}s] ", e.as_secs()))
+        .unwrap_or_default();
+    let task = if p.task_id.is_empty() {
         String::new()
+    } else {
+        format!(" {}", p.task_id)
     };
     let status = if p.provider_status.is_empty() {
         "-"
     } else {
         p.provider_status.as_str()
     };
-    let task = if p.task_id.is_empty() {
-        String::new()
+    let generating = if p.phase == "waiting" && p.task_created_at > 0 {
+        format!(
+            ", generating for {}",
+            clock((now - p.task_created_at).max(0) as u64)
+        )
     } else {
-        format!(" {}", p.task_id)
+        String::new()
+    };
+    let expected = if p.phase == "waiting" && p.expected_max_seconds > 0 {
+        let model = if p.model.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", p.model)
+        };
+        format!(
+            " (expected {}-{}{model})",
+            clock(u64::from(p.expected_min_seconds)),
+            clock(u64::from(p.expected_max_seconds))
+        )
+    } else {
+        String::new()
+    };
+    let next = if p.next_poll_at > 0 {
+        format!(", next poll in {}s", (p.next_poll_at - now).max(0))
+    } else {
+        String::new()
     };
     format!(
-        "[{:>4}s] {}{task}: provider status {status}, {} polls{next}",
-        elapsed.as_secs(),
-        p.phase,
-        p.polls
+        "{prefix}{}{task}: provider status {status}{generating}{expected}, {} polls{next}",
+        p.phase, p.polls
     )
+}
+
+/// `2m05s`, or `45s` under a minute.
+fn clock(seconds: u64) -> String {
+    if seconds < 60 {
+        format!("{seconds}s")
+    } else {
+        format!("{}m{:02}s", seconds / 60, seconds % 60)
+    }
 }
 
 /// Prints where the video is.
@@ -203,4 +244,46 @@ fn hint(kind: &str) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_line_shows_generation_time_against_the_models_expected_time() {
+        let p = VideoProgress {
+            task_id: "video_1".into(),
+            phase: "waiting".into(),
+            model: "grok_video3".into(),
+            provider_status: "processing".into(),
+            polls: 2,
+            next_poll_at: 1_000_030,
+            task_created_at: 1_000_000 - 65,
+            expected_min_seconds: 120,
+            expected_max_seconds: 240,
+            ..Default::default()
+        };
+        assert_eq!(
+            describe_progress_at(&p, Some(Duration::from_secs(12)), 1_000_000),
+            "[  12s] waiting video_1: provider status processing, generating for 1m05s \
+             (expected 2m00s-4m00s for grok_video3), 2 polls, next poll in 30s"
+        );
+        let unknown = VideoProgress {
+            phase: "waiting".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            describe_progress_at(&unknown, None, 1_000_000),
+            "waiting: provider status -, 0 polls"
+        );
+        let copying = VideoProgress {
+            phase: "copying".into(),
+            ..p
+        };
+        assert_eq!(
+            describe_progress_at(&copying, None, 1_000_000),
+            "copying video_1: provider status processing, 2 polls, next poll in 30s"
+        );
+    }
 }

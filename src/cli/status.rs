@@ -15,7 +15,7 @@ pub struct StatusCmd {
     /// (`archive-…`, `generate-…`).
     id: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, env = "GROK_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
     #[command(flatten)]
     temporal: TemporalArgs,
@@ -66,8 +66,7 @@ impl StatusCmd {
             OutputFormat::Text => {
                 println!(
                     "{workflow_id}: {}",
-                    progress::describe_progress(&progress, std::time::Duration::ZERO)
-                        .trim_start_matches("[   0s] ")
+                    progress::describe_progress(&progress, None)
                 );
                 if let Some((done, total)) = bytes {
                     println!("  copied {done} of {total} bytes");

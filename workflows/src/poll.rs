@@ -117,6 +117,7 @@ pub async fn wait_for_video<W: WaitsForVideo>(
         if !carried.model.is_empty() {
             p.model = carried.model.clone();
         }
+        show_estimate(p, estimate);
     });
 
     search::record(ctx, &plan.task_id, &carried.model, "");
@@ -137,12 +138,16 @@ pub async fn wait_for_video<W: WaitsForVideo>(
             if !task.model.is_empty() {
                 p.model = task.model.clone();
             }
+            if task.created > 0 {
+                p.task_created_at = task.created;
+            }
         });
         let model = ctx.state_mut(|s| s.progress().model.clone());
         search::record(ctx, &plan.task_id, &model, &task.provider_status);
         if !task.model.is_empty() && task.model != shape.model {
             shape.model = task.model.clone();
             estimate = schedule::estimate(&shape);
+            set_progress(ctx, |p| show_estimate(p, estimate));
         }
         match task.status() {
             VideoStatus::Completed if task.video_url.as_deref().is_some_and(|u| !u.is_empty()) => {
@@ -285,6 +290,11 @@ async fn sleep<W: WaitsForVideo>(
             Err(_) => Err(WorkflowTermination::cancelled()),
         },
     }
+}
+
+fn show_estimate(progress: &mut VideoProgress, estimate: Estimate) {
+    progress.expected_min_seconds = estimate.min.as_secs().try_into().unwrap_or(u32::MAX);
+    progress.expected_max_seconds = estimate.max.as_secs().try_into().unwrap_or(u32::MAX);
 }
 
 fn set_progress<W: WaitsForVideo>(
