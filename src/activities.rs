@@ -42,7 +42,7 @@ static UNKNOWN_STATUSES: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Defaul
 /// Fresh `video_url`s asked of the provider when the video host refuses the current one.
 const URL_REQUERIES: u32 = 2;
 /// How often a running copy heartbeats its progress.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// The worker's activities, sharing one provider client and one copy engine.
 pub struct VideoActivities {
@@ -193,6 +193,15 @@ impl VideoActivities {
         };
         // The last heartbeat of a lost attempt says where its upload stands.
         let resume: Option<CopyCheckpoint> = ctx.heartbeat_details().deserialize().ok().flatten();
+        // An attempt killed before its heartbeat carried its upload id left that upload open
+        // where no checkpoint points: abort what earlier attempts left at this task's keys.
+        let keep = resume
+            .as_ref()
+            .map(|cp| cp.upload_id.as_str())
+            .filter(|id| !id.is_empty());
+        self.storage
+            .abort_stale_uploads(&job, keep, std::time::SystemTime::now())
+            .await;
         let started = std::time::Instant::now();
         let mut requeries = 0;
         self.metrics.copy_started();

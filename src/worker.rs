@@ -94,6 +94,11 @@ pub async fn run(
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
         .register_activities(VideoActivities::new(provider, storage, metrics))
         .graceful_shutdown_period(settings.grace_period)
+        // Copy checkpoints (upload id, parts done) reach the server within one heartbeat
+        // period instead of the SDK's default 0.8 x heartbeat timeout, so a killed copy
+        // resumes from nearly where it stopped.
+        .max_heartbeat_throttle_interval(crate::activities::HEARTBEAT_EVERY)
+        .default_heartbeat_throttle_interval(crate::activities::HEARTBEAT_EVERY)
         .build();
     let mut worker =
         Worker::new(&runtime, client, options).map_err(|e| WorkerError::Sdk(e.to_string()))?;

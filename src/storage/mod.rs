@@ -5,6 +5,7 @@
 mod error;
 mod hash;
 mod mp4;
+mod orphans;
 mod upload;
 pub mod url_policy;
 
