@@ -31,7 +31,7 @@ impl Default for ResumableSha256 {
 impl ResumableSha256 {
     /// Continues from a saved state after `length` bytes (a multiple of 64).
     pub fn resume(state: [u32; 8], length: u64) -> Option<Self> {
-        (length % 64 == 0).then_some(Self {
+        length.is_multiple_of(64).then_some(Self {
             state,
             buffer: [0; 64],
             buffered: 0,

@@ -6,6 +6,7 @@ mod error;
 mod hash;
 mod mp4;
 mod orphans;
+mod parts;
 mod upload;
 pub mod url_policy;
 
@@ -18,7 +19,7 @@ use std::{
 };
 
 use aws_sdk_s3::{Client as S3Client, error::ProvideErrorMetadata};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use grok_video_proto::v1::{CopyCheckpoint, StoredVideo};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,7 @@ use url::Url;
 
 pub use error::StorageError;
 use hash::ResumableSha256;
+use parts::PartBuffers;
 use upload::Upload;
 pub use url_policy::{UrlPolicy, display_url};
 
@@ -231,7 +233,9 @@ impl Storage {
             .total
             .store(expected.unwrap_or_default(), Ordering::Relaxed);
         let mut stream = response.bytes_stream();
-        let mut buf = BytesMut::with_capacity(part_size);
+        // One buffer fills while up to `parts_in_flight` parts upload.
+        let mut buffers = PartBuffers::new(part_size, self.config.parts_in_flight + 1);
+        let mut buf = buffers.take().await;
         // A resumed copy starts mid-file, where box boundaries are unknown; its length is
         // checked against Content-Range instead.
         let mut boxes = (total == 0).then(mp4::BoxWalker::default);
@@ -307,18 +311,21 @@ impl Storage {
                         limit: self.config.max_video_bytes,
                     });
                 }
-                buf.extend_from_slice(&chunk);
                 progress.bytes.store(total, Ordering::Relaxed);
-                if !sniffed && buf.len() >= 12 {
-                    sniff(&buf, &shown)?;
-                    sniffed = true;
-                }
-                while buf.len() >= part_size {
-                    let part = buf.split_to(part_size).freeze();
-                    if buf.capacity() < part_size {
-                        buf.reserve(part_size - buf.len());
+                let mut rest: &[u8] = &chunk;
+                while !rest.is_empty() {
+                    // Each byte is copied once, into its part, and hashed on the way while it
+                    // is still in cache.
+                    let n = buf.fill(rest);
+                    hasher.update(&rest[..n]);
+                    rest = &rest[n..];
+                    if !sniffed && buf.as_slice().len() >= 12 {
+                        sniff(buf.as_slice(), &shown)?;
+                        sniffed = true;
                     }
-                    hasher.update(&part);
+                    if !buf.is_full() {
+                        continue;
+                    }
                     let up = match &mut upload {
                         Some(up) => up,
                         None => upload.insert(
@@ -334,6 +341,7 @@ impl Storage {
                     };
                     // The hash state at this part's end, for the checkpoint once the part lands.
                     let boundary = hasher.checkpoint();
+                    let part = buf.freeze();
                     tokio::select! {
                         r = up.push(part) => r?,
                         () = cancel.cancelled() => return Err(StorageError::Cancelled),
@@ -343,10 +351,16 @@ impl Storage {
                         progress.remember(hasher.len(), state.0);
                     }
                     progress.checkpoint(&bucket, &key, up, expected, part_size);
+                    // `push` returned once fewer than `parts_in_flight` parts are in flight, so
+                    // a landed part's buffer is free.
+                    tokio::select! {
+                        () = buffers.refill(&mut buf) => {}
+                        () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                    }
                 }
             }
             if !sniffed {
-                sniff(&buf, &shown)?;
+                sniff(buf.as_slice(), &shown)?;
             }
             if let Some(len) = expected
                 && len != total
@@ -365,7 +379,6 @@ impl Storage {
                         detail,
                     })?;
             }
-            hasher.update(&buf);
             let sha256 = hasher.clone().finish_hex();
             let etag = match upload.take() {
                 None => {
@@ -373,13 +386,13 @@ impl Storage {
                         &self.s3,
                         &bucket,
                         &key,
-                        buf.split().freeze(),
+                        buf.freeze(),
                         &metadata(job, Some(&sha256)),
                     )
                     .await?
                 }
                 Some(mut up) => {
-                    let last = buf.split().freeze();
+                    let last = buf.freeze();
                     let finished = async {
                         if !last.is_empty() {
                             up.push(last).await?;
