@@ -3,6 +3,7 @@
 
 use aws_sdk_s3::{
     Client,
+    config::RequestChecksumCalculation,
     primitives::ByteStream,
     types::{CompletedMultipartUpload, CompletedPart, MetadataDirective},
 };
@@ -136,7 +137,8 @@ impl Upload {
         );
         let size = body.len() as i64;
         self.in_flight.push(tokio::spawn(async move {
-            let out = s3
+            let unsigned = checksummed(&s3);
+            let req = s3
                 .upload_part()
                 .bucket(&bucket)
                 .key(&key)
@@ -144,6 +146,13 @@ impl Upload {
                 .part_number(number)
                 .content_length(body.len() as i64)
                 .body(ByteStream::from(body))
+                .customize();
+            let req = if unsigned {
+                req.disable_payload_signing()
+            } else {
+                req
+            };
+            let out = req
                 .send()
                 .await
                 .map_err(|e| StorageError::s3("UploadPart", &bucket, &key, e))?;
@@ -319,11 +328,28 @@ pub(super) async fn put(
     for (k, v) in metadata {
         req = req.metadata(k, v);
     }
+    let req = req.customize();
+    let req = if checksummed(s3) {
+        req.disable_payload_signing()
+    } else {
+        req
+    };
     let out = req
         .send()
         .await
         .map_err(|e| StorageError::s3("PutObject", bucket, key, e))?;
     Ok(out.e_tag().unwrap_or_default().to_owned())
+}
+
+/// Whether request bodies go out with a CRC checksum header, which S3 verifies (the default,
+/// `when_supported`). Then the signature leaves the payload out (`UNSIGNED-PAYLOAD`): hashing
+/// it for SigV4 would read every byte a second time for no further protection. With
+/// `when_required` bodies carry no checksum, and the signed payload hash stays their check.
+fn checksummed(s3: &Client) -> bool {
+    !matches!(
+        s3.config().request_checksum_calculation(),
+        Some(RequestChecksumCalculation::WhenRequired)
+    )
 }
 
 /// Records the final metadata (with the hash, known only at the end of a multipart upload)
