@@ -63,7 +63,7 @@ impl ArchiveCmd {
                 .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
                 .build();
         let handle = match client
-            .start_workflow(ArchiveVideo::run, request, options)
+            .start_workflow(ArchiveVideo::run, request.into(), options)
             .await
         {
             Ok(handle) => {

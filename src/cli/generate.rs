@@ -92,7 +92,7 @@ impl GenerateCmd {
                 .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
                 .build();
         client
-            .start_workflow(GenerateVideo::run, request, options)
+            .start_workflow(GenerateVideo::run, request.into(), options)
             .await
             .map_err(|e| anyhow::anyhow!("start workflow {workflow_id}: {e}"))?;
         eprintln!(

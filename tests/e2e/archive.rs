@@ -326,6 +326,47 @@ async fn temporal_cli_starts_archive_with_plain_json() {
     );
 }
 
+/// An input that does not decode into the request fails the workflow at once with
+/// `InvalidRequest` naming the field, instead of failing workflow tasks forever.
+#[tokio::test]
+async fn undecodable_input_fails_the_workflow_naming_the_field() {
+    let stack = Stack::start("bad_input").await;
+    let _worker = stack.worker("worker", Some(API_KEY));
+    let workflow_id = archive_workflow_id("video_bad_input");
+    let input = json!({"task_id": "video_bad_input", "poll_interval_seconds": "soon"}).to_string();
+    let out = stack.temporal.cli(&[
+        "workflow",
+        "start",
+        "--type",
+        "ArchiveVideo",
+        "--task-queue",
+        &stack.task_queue,
+        "--workflow-id",
+        &workflow_id,
+        "--input",
+        &input,
+    ]);
+    assert!(
+        out.status.success(),
+        "temporal workflow start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = stack.temporal.client().await;
+    let handle: Handle = client.get_workflow_handle(workflow_id);
+    let err = result(&handle).await.expect_err("the workflow fails");
+    let (kind, message) = application_failure(&err);
+    assert_eq!(kind, "InvalidRequest", "{message}");
+    assert!(
+        message.contains("ArchiveVideoRequest.poll_interval_seconds"),
+        "the failure names the field: {message}"
+    );
+    assert_eq!(
+        stack.sim.stats().await["queries"],
+        0,
+        "a bad request never reaches the provider"
+    );
+}
+
 #[tokio::test]
 async fn archiving_the_same_task_twice_copies_once() {
     let stack = Stack::start("same_task_twice").await;

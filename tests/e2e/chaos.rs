@@ -147,7 +147,7 @@ async fn start_all(stack: &Stack, client: &Client, trials: &[Trial]) {
         client
             .start_workflow(
                 ArchiveVideo::run,
-                request,
+                request.into(),
                 WorkflowStartOptions::new(
                     stack.task_queue.clone(),
                     archive_workflow_id(&trial.task),

@@ -91,7 +91,7 @@ async fn archive(
     env.client
         .start_workflow(
             ArchiveVideo::run,
-            request,
+            request.into(),
             WorkflowStartOptions::new(queue.to_owned(), id.clone()).build(),
         )
         .await

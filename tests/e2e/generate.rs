@@ -37,7 +37,7 @@ pub(crate) async fn generate(
     client
         .start_workflow(
             GenerateVideo::run,
-            request,
+            request.into(),
             WorkflowStartOptions::new(stack.task_queue.clone(), id.to_owned()).build(),
         )
         .await
@@ -255,7 +255,7 @@ async fn a_worker_lost_mid_create_never_creates_twice() {
     client
         .start_workflow(
             GenerateVideo::run,
-            generate_request(&stack, "grok_video3"),
+            generate_request(&stack, "grok_video3").into(),
             WorkflowStartOptions::new(stack.task_queue.clone(), id.to_owned()).build(),
         )
         .await

@@ -812,7 +812,7 @@ async fn create_faults_never_send_a_create_twice() {
         client
             .start_workflow(
                 GenerateVideo::run,
-                request,
+                request.into(),
                 WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build(),
             )
             .await

@@ -44,7 +44,7 @@ async fn hundreds_of_workflows_stay_within_the_rate_cap() {
             client
                 .start_workflow(
                     ArchiveVideo::run,
-                    request,
+                    request.into(),
                     WorkflowStartOptions::new(queue, id.clone()).build(),
                 )
                 .await

@@ -87,7 +87,7 @@ async fn record_histories() {
             client
                 .start_workflow(
                     ArchiveVideo::run,
-                    request,
+                    request.into(),
                     WorkflowStartOptions::new(queue, id.clone()).build(),
                 )
                 .await
@@ -190,7 +190,7 @@ async fn record_histories() {
     client
         .start_workflow(
             GenerateVideo::run,
-            generate,
+            generate.into(),
             WorkflowStartOptions::new(stack.task_queue.clone(), "generate-recorded".to_owned())
                 .build(),
         )

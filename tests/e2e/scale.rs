@@ -188,7 +188,7 @@ async fn scale_thousands_of_workflows_on_one_worker() {
                 client
                     .start_workflow(
                         ArchiveVideo::run,
-                        request,
+                        request.into(),
                         WorkflowStartOptions::new(
                             stack.task_queue.clone(),
                             archive_workflow_id(&task),

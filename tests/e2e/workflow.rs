@@ -35,7 +35,7 @@ pub async fn start(stack: &Stack, client: &Client, request: ArchiveVideoRequest)
     client
         .start_workflow(
             ArchiveVideo::run,
-            request,
+            request.into(),
             WorkflowStartOptions::new(stack.task_queue.clone(), id.clone()).build(),
         )
         .await

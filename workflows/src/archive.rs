@@ -16,6 +16,7 @@ use temporalio_workflow::{
 };
 
 use crate::{
+    Input,
     activities::CopyVideoToS3,
     failures,
     poll::{self, PollPlan, Waited, WaitsForVideo},
@@ -26,6 +27,8 @@ use crate::{
 #[workflow]
 pub struct ArchiveVideo {
     request: ArchiveVideoRequest,
+    /// Why the input payload did not decode, if it did not: the run fails at once.
+    invalid_input: Option<String>,
     progress: VideoProgress,
     wakeups: u64,
 }
@@ -44,7 +47,11 @@ impl WaitsForVideo for ArchiveVideo {
 impl ArchiveVideo {
     /// Takes the request; validation happens in `run` so a bad request fails visibly.
     #[init]
-    pub fn new(_ctx: &WorkflowContextView, request: ArchiveVideoRequest) -> Self {
+    pub fn new(_ctx: &WorkflowContextView, input: Input<ArchiveVideoRequest>) -> Self {
+        let (request, invalid_input) = match input.into_result() {
+            Ok(request) => (request, None),
+            Err(problem) => (Default::default(), Some(problem)),
+        };
         let progress = VideoProgress {
             task_id: request.task_id.clone(),
             phase: "waiting".into(),
@@ -52,6 +59,7 @@ impl ArchiveVideo {
         };
         Self {
             request,
+            invalid_input,
             progress,
             wakeups: 0,
         }
@@ -60,6 +68,9 @@ impl ArchiveVideo {
     /// Polls until the task is completed, then copies the video.
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<ArchivedVideo> {
+        if let Some(problem) = ctx.state(|s| s.invalid_input.clone()) {
+            return Err(poll::fail(ctx, failures::INVALID_REQUEST, problem));
+        }
         let request = ctx.state(|s| s.request.clone());
         if request.task_id.trim().is_empty() {
             return Err(poll::fail(
@@ -84,7 +95,7 @@ impl ArchiveVideo {
                     continuation: Some(carried),
                     ..request
                 };
-                ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
+                ctx.continue_as_new(Input::from(next), ContinueAsNewOptions::default())?;
                 unreachable!("continue_as_new always returns Err")
             }
         }

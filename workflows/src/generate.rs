@@ -17,6 +17,7 @@ use temporalio_workflow::{
 };
 
 use crate::{
+    Input,
     activities::CreateVideoTask,
     archive::{self, Outcome},
     failures,
@@ -29,6 +30,8 @@ use crate::{
 #[workflow]
 pub struct GenerateVideo {
     request: GenerateVideoRequest,
+    /// Why the input payload did not decode, if it did not: the run fails at once.
+    invalid_input: Option<String>,
     progress: VideoProgress,
     wakeups: u64,
 }
@@ -47,7 +50,11 @@ impl WaitsForVideo for GenerateVideo {
 impl GenerateVideo {
     /// Takes the request.
     #[init]
-    pub fn new(_ctx: &WorkflowContextView, request: GenerateVideoRequest) -> Self {
+    pub fn new(_ctx: &WorkflowContextView, input: Input<GenerateVideoRequest>) -> Self {
+        let (request, invalid_input) = match input.into_result() {
+            Ok(request) => (request, None),
+            Err(problem) => (Default::default(), Some(problem)),
+        };
         let progress = VideoProgress {
             phase: "creating".into(),
             model: request.model.clone(),
@@ -55,6 +62,7 @@ impl GenerateVideo {
         };
         Self {
             request,
+            invalid_input,
             progress,
             wakeups: 0,
         }
@@ -63,6 +71,9 @@ impl GenerateVideo {
     /// Creates the task, waits for it, stores the video.
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<ArchivedVideo> {
+        if let Some(problem) = ctx.state(|s| s.invalid_input.clone()) {
+            return Err(poll::fail(ctx, failures::INVALID_REQUEST, problem));
+        }
         let request = ctx.state(|s| s.request.clone());
         if let Err(problem) = validate::generate_request(&request) {
             return Err(poll::fail(
@@ -131,7 +142,7 @@ impl GenerateVideo {
                     continuation: Some(carried),
                     ..request
                 };
-                ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
+                ctx.continue_as_new(Input::from(next), ContinueAsNewOptions::default())?;
                 unreachable!("continue_as_new always returns Err")
             }
         }

@@ -4,6 +4,7 @@
 //!
 //! - [`archive`]: `ArchiveVideo`, wait for a provider task with durable timers, then copy.
 //! - [`generate`]: `GenerateVideo`, create the provider task once, then the same wait and copy.
+//! - [`input`]: a workflow input that fails the workflow, not its task, when it does not decode.
 //! - [`validate`]: what the provider documents as certain about a create request.
 //! - [`poll`]: the poll loop itself, shared by every workflow that waits for a task.
 //! - [`schedule`]: pure functions for first-poll delay, interval, jitter and deadline.
@@ -15,6 +16,7 @@ pub mod activities;
 pub mod archive;
 pub mod failures;
 pub mod generate;
+pub mod input;
 pub mod poll;
 pub mod schedule;
 pub mod search;
@@ -22,6 +24,7 @@ pub mod validate;
 
 pub use archive::ArchiveVideo;
 pub use generate::GenerateVideo;
+pub use input::Input;
 
 /// The task queue the worker listens on unless configured otherwise.
 pub const DEFAULT_TASK_QUEUE: &str = "grok-video";
