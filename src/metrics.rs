@@ -6,8 +6,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use temporalio_common::telemetry::{
     PrometheusExporterOptions,
     metrics::{
-        CoreMeter, Counter, HistogramDuration, MetricAttributes, MetricKeyValue, MetricParameters,
-        NewAttributes,
+        CoreMeter, Counter, Gauge, HistogramDuration, MetricAttributes, MetricKeyValue,
+        MetricParameters, NewAttributes,
     },
     start_prometheus_metric_exporter,
 };
@@ -35,6 +35,7 @@ struct Instruments {
     failures: Counter,
     copies_started: Counter,
     copies_finished: Counter,
+    workflows: Gauge,
 }
 
 impl Metrics {
@@ -83,6 +84,10 @@ impl Metrics {
                 "grok_copies_finished",
                 "Copy attempts finished, by result",
             )),
+            workflows: meter.gauge(param(
+                "grok_workflows",
+                "Running workflows of the task queue by phase (waiting, copying), from Temporal's visibility store",
+            )),
             meter: meter.clone(),
         };
         Ok((
@@ -127,6 +132,19 @@ impl Metrics {
                 1,
                 &Self::attrs(i, &[("activity", activity), ("type", failure_type)]),
             );
+        }
+    }
+
+    /// Whether an endpoint serves what is recorded.
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// How many running workflows are in `phase`.
+    pub fn workflows_in_phase(&self, phase: &str, count: u64) {
+        if let Some(i) = &self.inner {
+            i.workflows
+                .record(count, &Self::attrs(i, &[("phase", phase)]));
         }
     }
 

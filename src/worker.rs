@@ -34,6 +34,8 @@ pub struct WorkerSettings {
     pub register_search_attributes: bool,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// How often the `grok_workflows{phase}` gauge is refreshed.
+    pub phase_count_every: Duration,
 }
 
 /// Why the worker stopped with an error.
@@ -92,7 +94,7 @@ pub async fn run(
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
         .register_workflow::<GenerateVideo>()
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
-        .register_activities(VideoActivities::new(provider, storage, metrics))
+        .register_activities(VideoActivities::new(provider, storage, metrics.clone()))
         .graceful_shutdown_period(settings.grace_period)
         // Copy checkpoints (upload id, parts done) reach the server within one heartbeat
         // period instead of the SDK's default 0.8 x heartbeat timeout, so a killed copy
@@ -100,6 +102,15 @@ pub async fn run(
         .max_heartbeat_throttle_interval(crate::activities::HEARTBEAT_EVERY)
         .default_heartbeat_throttle_interval(crate::activities::HEARTBEAT_EVERY)
         .build();
+    let phase_counts = metrics.enabled().then(|| {
+        tokio::spawn(count_phases(
+            client.clone(),
+            settings.temporal.task_queue.clone(),
+            metrics.clone(),
+            settings.phase_count_every,
+        ))
+    });
+    let _phase_counts = AbortOnDrop(phase_counts);
     let mut worker =
         Worker::new(&runtime, client, options).map_err(|e| WorkerError::Sdk(e.to_string()))?;
     let stop = worker.shutdown_handle();
@@ -116,4 +127,58 @@ pub async fn run(
     run.await.map_err(|e| WorkerError::Sdk(e.to_string()))?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Stops a background task when the worker returns.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
+/// Keeps the `grok_workflows{phase}` gauge current: running workflows of this task queue by
+/// their `GrokPhase` search attribute, counted by Temporal's visibility store (so every worker
+/// reports the same numbers for the whole queue, whichever worker runs them).
+async fn count_phases(
+    client: temporalio_client::Client,
+    task_queue: String,
+    metrics: Metrics,
+    every: Duration,
+) {
+    use temporalio_client::{NamespacedClient, tonic};
+    use temporalio_common::protos::temporal::api::workflowservice::v1::CountWorkflowExecutionsRequest;
+    let mut warned = false;
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        for phase in grok_video_workflows::search::RUNNING_PHASES {
+            let query = format!(
+                "TaskQueue = '{}' AND ExecutionStatus = 'Running' AND GrokPhase = '{phase}'",
+                task_queue.replace('\'', "")
+            );
+            let counted = client
+                .connection()
+                .workflow_service()
+                .count_workflow_executions(tonic::Request::new(CountWorkflowExecutionsRequest {
+                    namespace: client.namespace(),
+                    query,
+                }))
+                .await;
+            match counted {
+                Ok(answer) => {
+                    warned = false;
+                    metrics.workflows_in_phase(phase, answer.into_inner().count.max(0) as u64);
+                }
+                Err(status) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %status.message(), "cannot count workflows by phase for the grok_workflows gauge");
+                }
+                Err(_) => {}
+            }
+        }
+    }
 }

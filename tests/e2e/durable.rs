@@ -95,7 +95,23 @@ async fn continues_as_new_with_bounded_history_and_the_same_result() {
 #[tokio::test]
 async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
     let stack = Stack::start("poll_now").await;
-    let _worker = stack.worker("worker", Some(API_KEY));
+    let metrics_port = crate::stack::free_port();
+    let mut worker = stack.worker_command(Some(API_KEY));
+    worker
+        .env("GROK_METRICS_ADDRESS", format!("127.0.0.1:{metrics_port}"))
+        .env("GROK_PHASE_COUNT_SECONDS", "1");
+    let _worker = stack.start_worker("worker", &mut worker);
+    let phase_gauge = |phase: &'static str| async move {
+        let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with("grok_workflows{") && l.contains(&format!("phase=\"{phase}\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
     let client = stack.temporal.client().await;
     let task = stack
         .sim
@@ -130,6 +146,23 @@ async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
         String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(&task)),
         "found by GrokTaskId"
     );
+    // Waiting on its timer: GrokPhase says so, and the worker's gauge counts it.
+    let out = stack.temporal.cli(&[
+        "workflow",
+        "list",
+        "--query",
+        &format!("GrokTaskId='{task}' AND GrokPhase='waiting'"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(&task)),
+        "found by GrokPhase"
+    );
+    eventually(
+        "grok_workflows{phase=\"waiting\"} = 1",
+        Duration::from_secs(20),
+        || async { phase_gauge("waiting").await == Some(1.0) },
+    )
+    .await;
     // The next timer is an hour away; the task is done eight seconds after its creation:
     // once it is, the signal wakes the workflow.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -141,6 +174,12 @@ async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
         .await
         .expect("archived after poll_now");
     assert_eq!(archived.polls, 2);
+    eventually(
+        "grok_workflows{phase=\"waiting\"} = 0 once it is done",
+        Duration::from_secs(20),
+        || async { phase_gauge("waiting").await == Some(0.0) },
+    )
+    .await;
     let out = stack.temporal.cli(&[
         "workflow",
         "list",

@@ -1,6 +1,8 @@
 //! Replay: recorded histories of real runs (completed, failed, cancelled, continued as new,
 //! generated) in `tests/histories/` are replayed against the current workflow code, so a
-//! change that would break workflows already running fails CI. `make record-histories`
+//! change that would break workflows already running fails CI. The `*.v1.json` files were
+//! recorded before the `GrokPhase` search attribute (a `patched` branch) and keep the old
+//! path covered. `make record-histories`
 //! records them anew (after a deliberate, versioned change).
 
 use std::{path::PathBuf, time::Duration};

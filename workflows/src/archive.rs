@@ -21,6 +21,7 @@ use crate::{
     failures,
     poll::{self, PollPlan, Waited, WaitsForVideo},
     schedule::TaskShape,
+    search,
 };
 
 /// The workflow type `ArchiveVideo`.
@@ -137,6 +138,7 @@ pub async fn wait_and_copy<W: WaitsForVideo>(
         Waited::ContinueAsNew(carried) => return Ok(Outcome::ContinueAsNew(carried)),
     };
     ctx.state_mut(|s| s.progress().phase = "copying".into());
+    search::record(ctx, "", "", "", "copying");
     let copy = CopyVideoRequest {
         task_id: task.id.clone(),
         video_url: task.video_url.clone().unwrap_or_default(),

@@ -120,7 +120,7 @@ pub async fn wait_for_video<W: WaitsForVideo>(
         show_estimate(p, estimate);
     });
 
-    search::record(ctx, &plan.task_id, &carried.model, "");
+    search::record(ctx, &plan.task_id, &carried.model, "", "waiting");
     if let Some(delay) = plan.first_poll_delay.filter(|d| !d.is_zero()) {
         let next = unix_seconds(ctx.workflow_time()) + delay.as_secs() as i64;
         set_progress(ctx, |p| p.next_poll_at = next);
@@ -143,7 +143,7 @@ pub async fn wait_for_video<W: WaitsForVideo>(
             }
         });
         let model = ctx.state_mut(|s| s.progress().model.clone());
-        search::record(ctx, &plan.task_id, &model, &task.provider_status);
+        search::record(ctx, &plan.task_id, &model, &task.provider_status, "");
         if !task.model.is_empty() && task.model != shape.model {
             shape.model = task.model.clone();
             estimate = schedule::estimate(&shape);
