@@ -206,13 +206,13 @@ fn bad_request(message: String) -> Response {
 }
 
 /// A `/_sim` body: unknown fields and bad values are a 400 that says what is wrong.
-fn parse_script<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse_script<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("bad script: {e}")))
+    serde_json::from_slice(body).map_err(|e| format!("bad script: {e}"))
 }
 
 fn new_task(shared: &Shared, script: TaskScript) -> Arc<Task> {
@@ -322,7 +322,7 @@ fn accept_create(shared: &Shared, body: &[u8]) -> Response {
 async fn script_task(State(shared): AppState, body: Bytes) -> Response {
     let script: TaskScript = match parse_script(&body) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(problem) => return bad_request(problem),
     };
     if let Err(e) = script.validate(&shared.config.videos_dir) {
         return bad_request(e);
@@ -342,7 +342,7 @@ async fn task_report(State(shared): AppState, Path(id): Path<String>) -> Respons
 async fn script_creates(State(shared): AppState, body: Bytes) -> Response {
     let script: CreateScript = match parse_script(&body) {
         Ok(s) => s,
-        Err(response) => return response,
+        Err(problem) => return bad_request(problem),
     };
     if let Err(e) = script.validate(&shared.config.videos_dir) {
         return bad_request(e);
