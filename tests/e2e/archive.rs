@@ -276,6 +276,27 @@ async fn wrong_or_missing_api_key_never_leaks() {
     }
 }
 
+/// `temporal workflow start --type ArchiveVideo --input <json>` on the stack's task queue.
+fn cli_start_archive(stack: &Stack, workflow_id: &str, input: &str) {
+    let out = stack.temporal.cli(&[
+        "workflow",
+        "start",
+        "--type",
+        "ArchiveVideo",
+        "--task-queue",
+        &stack.task_queue,
+        "--workflow-id",
+        workflow_id,
+        "--input",
+        input,
+    ]);
+    assert!(
+        out.status.success(),
+        "temporal workflow start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn temporal_cli_starts_archive_with_plain_json() {
     let stack = Stack::start("cli_json").await;
@@ -287,23 +308,7 @@ async fn temporal_cli_starts_archive_with_plain_json() {
     let workflow_id = archive_workflow_id(&task);
     // proto3 JSON names (lowerCamelCase) and proto field names are both accepted.
     let input = json!({"taskId": task, "bucket": stack.bucket, "first_poll_delay_seconds": 1, "pollIntervalSeconds": 1}).to_string();
-    let out = stack.temporal.cli(&[
-        "workflow",
-        "start",
-        "--type",
-        "ArchiveVideo",
-        "--task-queue",
-        &stack.task_queue,
-        "--workflow-id",
-        &workflow_id,
-        "--input",
-        &input,
-    ]);
-    assert!(
-        out.status.success(),
-        "temporal workflow start: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_start_archive(&stack, &workflow_id, &input);
     let client = stack.temporal.client().await;
     let handle: Handle = client.get_workflow_handle(workflow_id.clone());
     let archived = result(&handle).await.expect("archived");
@@ -334,23 +339,7 @@ async fn undecodable_input_fails_the_workflow_naming_the_field() {
     let _worker = stack.worker("worker", Some(API_KEY));
     let workflow_id = archive_workflow_id("video_bad_input");
     let input = json!({"task_id": "video_bad_input", "poll_interval_seconds": "soon"}).to_string();
-    let out = stack.temporal.cli(&[
-        "workflow",
-        "start",
-        "--type",
-        "ArchiveVideo",
-        "--task-queue",
-        &stack.task_queue,
-        "--workflow-id",
-        &workflow_id,
-        "--input",
-        &input,
-    ]);
-    assert!(
-        out.status.success(),
-        "temporal workflow start: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_start_archive(&stack, &workflow_id, &input);
     let client = stack.temporal.client().await;
     let handle: Handle = client.get_workflow_handle(workflow_id);
     let err = result(&handle).await.expect_err("the workflow fails");
