@@ -45,7 +45,7 @@ RUNS="$DIR/runs"
 S3DIR="$DIR/s3"
 mkdir -p "$SRC" "$RUNS"
 BENCH_TOOLS_BIN="$ROOT/.tools/bench/bin"
-BENCH_BIN="$ROOT/target/release/grok-video-worker"
+BENCH_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/grok-video-worker"
 export BENCH_TOOLS_BIN BENCH_BIN
 
 # --- stop what we start, on exit and on Ctrl-C/TERM ----------------------------------------

@@ -10,7 +10,7 @@ cd "$ROOT"
 "$ROOT/scripts/install-tools.sh"
 echo "demo: building grok-video-worker (the first build takes a few minutes)"
 cargo build --quiet --bin grok-video-worker
-BIN="$ROOT/target/debug/grok-video-worker"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/grok-video-worker"
 PY="$ROOT/.tools/venv/bin/python"
 
 # shellcheck source=scripts/stack.sh

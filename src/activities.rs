@@ -42,7 +42,7 @@ static UNKNOWN_STATUSES: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Defaul
 /// Fresh `video_url`s asked of the provider when the video host refuses the current one.
 const URL_REQUERIES: u32 = 2;
 /// How often a running copy heartbeats its progress.
-pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// The worker's activities, sharing one provider client and one copy engine.
 pub struct VideoActivities {

@@ -71,7 +71,7 @@ impl Metrics {
             )),
             bytes_copied: meter.counter(param("grok_bytes_copied", "Video bytes stored in S3")),
             copy_duration: meter
-                .histogram_duration(param("grok_copy_duration", "Duration of successful copies")),
+                .histogram_duration(param("grok_copy_duration", "Duration of successful copies, in seconds")),
             failures: meter.counter(param(
                 "grok_activity_failures",
                 "Activity failures, by failure type",

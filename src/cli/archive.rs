@@ -33,8 +33,9 @@ pub struct ArchiveCmd {
     /// Seconds after which waiting stops (default: from the model's estimate).
     #[arg(long, env = "GROK_DEADLINE_SECONDS")]
     deadline: Option<u32>,
-    /// Wait for the result, showing progress on stderr.
-    #[arg(long, env = "GROK_WAIT")]
+    /// Wait for the result, showing progress on stderr (in the env var: true/1/yes/on, or
+    /// false/0/no/off).
+    #[arg(long, env = "GROK_WAIT", value_parser = clap::builder::FalseyValueParser::new())]
     wait: bool,
     /// Result format.
     #[arg(long, env = "GROK_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
@@ -99,7 +100,7 @@ impl ArchiveCmd {
                     .ok()
             },
         )
-        .await?;
-        progress::print_result(&archived, self.output)
+        .await;
+        progress::finish(&workflow_id, archived, self.output)
     }
 }

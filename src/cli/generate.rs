@@ -25,19 +25,39 @@ pub struct GenerateCmd {
     #[arg(long, env = "GROK_DURATION_SECONDS")]
     duration: Option<u32>,
     /// 16:9, 9:16, 1:1, 3:2 or 2:3 (default the provider's, 16:9).
-    #[arg(long, env = "GROK_ASPECT_RATIO", default_value = "")]
+    #[arg(
+        long,
+        env = "GROK_ASPECT_RATIO",
+        default_value = "",
+        hide_default_value = true
+    )]
     aspect_ratio: String,
     /// 480p or 720p (default the provider's, 720p).
-    #[arg(long, env = "GROK_RESOLUTION", default_value = "")]
+    #[arg(
+        long,
+        env = "GROK_RESOLUTION",
+        default_value = "",
+        hide_default_value = true
+    )]
     resolution: String,
     /// A reference image URL; repeat for several (in the env var: separated by spaces).
     #[arg(long = "image-url", env = "GROK_IMAGE_URLS", value_delimiter = ' ')]
     image_urls: Vec<String>,
     /// Destination bucket (default: the worker's GROK_S3_BUCKET).
-    #[arg(long, env = "GROK_DEST_BUCKET", default_value = "")]
+    #[arg(
+        long,
+        env = "GROK_DEST_BUCKET",
+        default_value = "",
+        hide_default_value = true
+    )]
     bucket: String,
     /// Destination key (default: the worker's key template).
-    #[arg(long, env = "GROK_DEST_KEY", default_value = "")]
+    #[arg(
+        long,
+        env = "GROK_DEST_KEY",
+        default_value = "",
+        hide_default_value = true
+    )]
     key: String,
     /// Seconds before the first status query (default: the model's expected minimum).
     #[arg(long, env = "GROK_FIRST_POLL_DELAY_SECONDS")]
@@ -52,8 +72,9 @@ pub struct GenerateCmd {
     /// creates a second provider task.
     #[arg(long, env = "GROK_WORKFLOW_ID")]
     workflow_id: Option<String>,
-    /// Wait for the result, showing progress on stderr.
-    #[arg(long, env = "GROK_WAIT")]
+    /// Wait for the result, showing progress on stderr (in the env var: true/1/yes/on, or
+    /// false/0/no/off).
+    #[arg(long, env = "GROK_WAIT", value_parser = clap::builder::FalseyValueParser::new())]
     wait: bool,
     /// Result format.
     #[arg(long, env = "GROK_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
@@ -117,7 +138,7 @@ impl GenerateCmd {
                     .ok()
             },
         )
-        .await?;
-        progress::print_result(&archived, self.output)
+        .await;
+        progress::finish(&workflow_id, archived, self.output)
     }
 }

@@ -76,6 +76,42 @@ impl Cli {
     }
 }
 
+/// Listens for SIGINT and SIGTERM from the moment it is called (so none is missed while the
+/// caller is busy): the returned future resolves on the first, and a second exits the
+/// process at once with status 130.
+pub fn shutdown_signals() -> impl std::future::Future<Output = ()> {
+    let (first, received) = tokio::sync::oneshot::channel::<()>();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            let _ = first.send(());
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!("second signal: exiting without waiting for running activities");
+            std::process::exit(130);
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = first.send(());
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+    async move {
+        let _ = received.await;
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

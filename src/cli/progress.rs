@@ -63,9 +63,22 @@ where
     let terminal = std::io::stderr().is_terminal();
     let mut ticker = tokio::time::interval(Duration::from_secs(2));
     let mut last_line = String::new();
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     let outcome = loop {
         tokio::select! {
             r = &mut result => break r,
+            _ = &mut interrupted => {
+                if terminal && !last_line.is_empty() {
+                    eprintln!();
+                }
+                eprintln!(
+                    "stopped following; workflow {workflow_id} keeps running on the worker \
+                     (follow it with `grok-video-worker status {workflow_id}`, cancel it with \
+                     `temporal workflow cancel --workflow-id {workflow_id}`)"
+                );
+                std::process::exit(130);
+            }
             _ = ticker.tick() => {
                 let Some(p) = status().await else { continue };
                 let mut line = describe_progress(&p, Some(started.elapsed()));
@@ -77,7 +90,7 @@ where
                 if terminal {
                     eprint!("\r\x1b[2K{line}");
                     let _ = std::io::stderr().flush();
-                } else if line != last_line {
+                } else if without_clock(&line) != without_clock(&last_line) {
                     eprintln!("{line}");
                 }
                 last_line = line;
@@ -88,6 +101,12 @@ where
         eprintln!();
     }
     outcome.map_err(|e| anyhow::anyhow!("workflow {workflow_id} failed: {}", describe(&e)))
+}
+
+/// A progress line without its `[  12s]` prefix: plain output prints only lines that say
+/// something new.
+fn without_clock(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, rest)| rest)
 }
 
 fn bytes_bar(done: u64, total: u64) -> String {
@@ -160,8 +179,9 @@ fn describe_progress_at(p: &VideoProgress, elapsed: Option<Duration>, now: i64) 
     } else {
         String::new()
     };
+    let polls = if p.polls == 1 { "poll" } else { "polls" };
     format!(
-        "{prefix}{}{task}: provider status {status}{generating}{expected}, {} polls{next}",
+        "{prefix}{}{task}: provider status {status}{generating}{expected}, {} {polls}{next}",
         p.phase, p.polls
     )
 }
@@ -172,6 +192,27 @@ fn clock(seconds: u64) -> String {
         format!("{seconds}s")
     } else {
         format!("{}m{:02}s", seconds / 60, seconds % 60)
+    }
+}
+
+/// Prints the result, or with `--output json` the failure as `{"workflow_id", "error"}` on
+/// stdout too, so scripts read one JSON object either way.
+pub(super) fn finish(
+    workflow_id: &str,
+    outcome: anyhow::Result<ArchivedVideo>,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    match outcome {
+        Ok(archived) => print_result(&archived, output),
+        Err(e) => {
+            if output == OutputFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"workflow_id": workflow_id, "error": format!("{e:#}")})
+                );
+            }
+            Err(e)
+        }
     }
 }
 

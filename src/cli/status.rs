@@ -64,10 +64,8 @@ impl StatusCmd {
                 println!("{out}");
             }
             OutputFormat::Text => {
-                println!(
-                    "{workflow_id}: {}",
-                    progress::describe_progress(&progress, None)
-                );
+                println!("workflow {workflow_id}");
+                println!("  {}", progress::describe_progress(&progress, None));
                 if let Some((done, total)) = bytes {
                     println!("  copied {done} of {total} bytes");
                 }

@@ -45,15 +45,8 @@ impl WorkerCmd {
             metrics_address: self.metrics_address,
             phase_count_every: Duration::from_secs(self.phase_count_seconds.max(1)),
         };
-        let shutdown = async {
-            super::shutdown_signal().await;
-            // Running copies get the grace period; a second signal ends the process at once.
-            tokio::spawn(async {
-                super::shutdown_signal().await;
-                tracing::warn!("second signal: exiting without waiting for running activities");
-                std::process::exit(130);
-            });
-        };
+        // Running copies get the grace period; a second signal ends the process at once.
+        let shutdown = super::shutdown_signals();
         worker::run(settings, shutdown).await?;
         Ok(())
     }
