@@ -49,15 +49,24 @@ pub struct VideoActivities {
     provider: ProviderClient,
     storage: Storage,
     metrics: Metrics,
+    /// Cancelled when the worker starts shutting down: a copy cancelled after that keeps its
+    /// upload for the next attempt to resume instead of aborting it.
+    stopping: CancellationToken,
 }
 
 impl VideoActivities {
-    /// Wraps the clients.
-    pub fn new(provider: ProviderClient, storage: Storage, metrics: Metrics) -> Self {
+    /// Wraps the clients; `stopping` is cancelled when the worker begins to shut down.
+    pub fn new(
+        provider: ProviderClient,
+        storage: Storage,
+        metrics: Metrics,
+        stopping: CancellationToken,
+    ) -> Self {
         Self {
             provider,
             storage,
             metrics,
+            stopping,
         }
     }
 }
@@ -212,21 +221,42 @@ impl VideoActivities {
                 let copy = self.storage.copy(&job, &progress, resume.clone(), &cancel);
                 tokio::pin!(copy);
                 let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+                // Until this attempt has an upload of its own, keep reporting the earlier one,
+                // so a second crash does not lose (and leak) it.
+                let checkpoint = || {
+                    let mut snapshot = progress.snapshot();
+                    if snapshot.upload_id.is_empty()
+                        && let Some(earlier) = &resume
+                    {
+                        let bytes = snapshot.bytes_copied;
+                        snapshot = earlier.clone();
+                        snapshot.bytes_copied = bytes;
+                    }
+                    snapshot
+                };
                 loop {
                     tokio::select! {
                         result = &mut copy => break result,
                         _ = ticker.tick() => {
-                            // Until this attempt has an upload of its own, keep reporting the
-                            // earlier one, so a second crash does not lose (and leak) it.
-                            let mut snapshot = progress.snapshot();
-                            if snapshot.upload_id.is_empty() && let Some(earlier) = &resume {
-                                let bytes = snapshot.bytes_copied;
-                                snapshot = earlier.clone();
-                                snapshot.bytes_copied = bytes;
-                            }
-                            let _ = ctx.record_heartbeat(snapshot).await;
+                            let _ = ctx.record_heartbeat(checkpoint()).await;
                         }
-                        () = ctx.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
+                        () = ctx.cancelled(), if !cancel.is_cancelled() => {
+                            if self.stopping.is_cancelled() {
+                                // The worker is shutting down (the grace period is over): stop
+                                // as a lost worker would, leaving the upload and its checkpoint
+                                // for the next attempt to resume, not to redo.
+                                let _ = ctx.record_heartbeat(checkpoint()).await;
+                                self.metrics.copy_finished("interrupted", None);
+                                tracing::info!(task_id = %job.task_id, %workflow_id, "worker shutting down: copy stopped; the next attempt resumes its upload");
+                                return Err(failure(
+                                    "WorkerShutdown",
+                                    format!("the worker shut down while copying task {}; the next attempt resumes the upload", job.task_id),
+                                    true,
+                                    None,
+                                ));
+                            }
+                            cancel.cancel();
+                        }
                     }
                 }
             };

@@ -89,12 +89,18 @@ pub async fn run(
         .map_err(|e| WorkerError::Sdk(e.to_string()))?;
     let runtime = Runtime::from_current_tokio(runtime_options)
         .map_err(|e| WorkerError::Sdk(e.to_string()))?;
+    let stopping = tokio_util::sync::CancellationToken::new();
     let options = WorkerOptions::new(settings.temporal.task_queue.clone())
         .register_workflow::<ArchiveVideo>()
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
         .register_workflow::<GenerateVideo>()
         .map_err(|e| WorkerError::Sdk(e.to_string()))?
-        .register_activities(VideoActivities::new(provider, storage, metrics.clone()))
+        .register_activities(VideoActivities::new(
+            provider,
+            storage,
+            metrics.clone(),
+            stopping.clone(),
+        ))
         .graceful_shutdown_period(settings.grace_period)
         // Copy checkpoints (upload id, parts done) reach the server within one heartbeat
         // period instead of the SDK's default 0.8 x heartbeat timeout, so a killed copy
@@ -121,6 +127,7 @@ pub async fn run(
         result = &mut run => return result.map_err(|e| WorkerError::Sdk(e.to_string())),
         () = &mut shutdown => {
             tracing::info!(grace_period = ?settings.grace_period, "shutdown requested: finishing running activities");
+            stopping.cancel();
             stop();
         }
     }

@@ -455,7 +455,7 @@ async fn resume_after_crash(env: Arc<Env>) {
 /// MinIO name it `ListPartsResult`, the only name the Rust SDK reads. The crash scenario's
 /// workers reach moto through this proxy, which renames it (except in buckets ending in
 /// `-rawlist`, whose answers it passes on unchanged); it forwards everything else as it is.
-async fn s3_proxy(upstream: String) -> String {
+pub(crate) async fn s3_proxy(upstream: String) -> String {
     use axum::{body::Body, extract::Request, http::header, response::IntoResponse};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
