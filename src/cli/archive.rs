@@ -101,6 +101,19 @@ impl ArchiveCmd {
             },
         )
         .await;
+        if let Ok(archived) = &archived {
+            let asked = |wanted: &Option<String>, got: &str| {
+                wanted.as_deref().is_some_and(|w| !w.is_empty() && w != got)
+            };
+            if asked(&self.key, &archived.key) || asked(&self.bucket, &archived.bucket) {
+                eprintln!(
+                    "note: task {} is stored at s3://{}/{}, not where this call asked \
+                     (an earlier archive of the task, whose result is shown, or the worker's \
+                     GROK_S3_ON_CONFLICT=suffix)",
+                    self.task_id, archived.bucket, archived.key
+                );
+            }
+        }
         progress::finish(&workflow_id, archived, self.output)
     }
 }
