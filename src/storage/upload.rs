@@ -247,6 +247,14 @@ impl Upload {
                     tracing::info!(bucket = %self.bucket, key = %self.key, upload_id = %self.upload_id, "multipart upload aborted");
                     return;
                 }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.meta().code() == Some("NoSuchUpload")) =>
+                {
+                    // Completed or aborted already (by an earlier attempt or a lifecycle rule).
+                    tracing::info!(bucket = %self.bucket, key = %self.key, upload_id = %self.upload_id, "multipart upload already gone");
+                    return;
+                }
                 Err(e) => {
                     let err = StorageError::s3("AbortMultipartUpload", &self.bucket, &self.key, e);
                     tracing::warn!(attempt, error = %err, "abort failed");
