@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Every field accepts its proto3 JSON name (lowerCamelCase) besides the proto name, and the
-/// JSON forms proto3 allows for enums (name or number) and 64-bit integers (string or number).
+/// JSON forms proto3 allows for enums (name or number) and integers (string or number).
 fn annotate_fields(config: &mut Config, message: &MessageDescriptor) {
     for field in message.fields() {
         let path = format!(".{}.{}", message.full_name(), field.name());
@@ -51,6 +51,17 @@ fn annotate_fields(config: &mut Config, message: &MessageDescriptor) {
             )),
             Kind::Int64 | Kind::Uint64 | Kind::Sint64 | Kind::Fixed64 | Kind::Sfixed64 => {
                 attrs.push("#[serde(deserialize_with = \"crate::json::int64\")]".to_owned())
+            }
+            // proto3 JSON also accepts 32-bit integers as strings ("30").
+            Kind::Uint32 | Kind::Fixed32 if !field.is_list() => {
+                let with = if field.supports_presence() {
+                    "opt_uint32"
+                } else {
+                    "uint32"
+                };
+                attrs.push(format!(
+                    "#[serde(deserialize_with = \"crate::json::{with}\")]"
+                ))
             }
             _ => {}
         }

@@ -71,6 +71,20 @@ pub mod json {
         }
     }
 
+    /// An unsigned 32-bit integer as a number or a string.
+    pub fn uint32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let n = int64(d)?;
+        u32::try_from(n)
+            .map_err(|_| serde::de::Error::custom(format!("{n} is not an unsigned 32-bit integer")))
+    }
+
+    /// An optional unsigned 32-bit integer: absent or null is unset.
+    pub fn opt_uint32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(deserialize_with = "uint32")] u32);
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+    }
+
     /// `VideoStatus` as its proto name on output; on input the proto name, the short name in
     /// any case (`completed`) or the number.
     pub mod enum_video_status {
@@ -144,6 +158,28 @@ mod tests {
             crate::binary::to_json("other.Thing", b"")
                 .unwrap_err()
                 .contains("unknown message type")
+        );
+    }
+
+    #[test]
+    fn json_accepts_32_bit_integers_as_numbers_or_strings() {
+        let parsed: ArchiveVideoRequest = serde_json::from_str(
+            r#"{"task_id":"video_1","poll_interval_seconds":"30","deadlineSeconds":600,"first_poll_delay_seconds":null}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.poll_interval_seconds, Some(30));
+        assert_eq!(parsed.deadline_seconds, Some(600));
+        assert_eq!(parsed.first_poll_delay_seconds, None);
+        assert_eq!(parsed.max_polls_per_run, None);
+        let progress: VideoProgress = serde_json::from_str(r#"{"polls":"3"}"#).unwrap();
+        assert_eq!(progress.polls, 3);
+        let bad =
+            serde_json::from_str::<ArchiveVideoRequest>(r#"{"poll_interval_seconds":"soon"}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(bad.contains("\"soon\" is not an integer"), "{bad}");
+        assert!(
+            serde_json::from_str::<ArchiveVideoRequest>(r#"{"poll_interval_seconds":-1}"#).is_err()
         );
     }
 
