@@ -108,15 +108,15 @@ pub async fn run(
         .max_heartbeat_throttle_interval(crate::activities::HEARTBEAT_EVERY)
         .default_heartbeat_throttle_interval(crate::activities::HEARTBEAT_EVERY)
         .build();
-    let phase_counts = metrics.enabled().then(|| {
-        tokio::spawn(count_phases(
+    // Stopped when the worker returns.
+    let _phase_counts = metrics.enabled().then(|| {
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(count_phases(
             client.clone(),
             settings.temporal.task_queue.clone(),
             metrics.clone(),
             settings.phase_count_every,
-        ))
+        )))
     });
-    let _phase_counts = AbortOnDrop(phase_counts);
     let mut worker =
         Worker::new(&runtime, client, options).map_err(|e| WorkerError::Sdk(e.to_string()))?;
     let stop = worker.shutdown_handle();
@@ -134,17 +134,6 @@ pub async fn run(
     run.await.map_err(|e| WorkerError::Sdk(e.to_string()))?;
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// Stops a background task when the worker returns.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(handle) = &self.0 {
-            handle.abort();
-        }
-    }
 }
 
 /// Keeps the `grok_workflows{phase}` gauge current: running workflows of this task queue by

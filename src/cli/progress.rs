@@ -257,30 +257,33 @@ pub(super) fn describe(err: &WorkflowGetResultError) -> String {
 
 /// What to do about a failure type, for the one line a person reads.
 fn hint(kind: &str) -> Option<&'static str> {
+    use grok_video_workflows::failures;
     Some(match kind {
-        "ProviderAuthRejected" => "check GROK_API_KEY on the worker",
-        "ProviderBalanceExhausted" => "top up the provider account, then start again",
-        "ProviderRejectedRequest" => "fix the named field and start again",
-        "VideoTaskNotFound" => "check the task id; it is unknown to the provider",
-        "VideoGenerationFailed" => {
+        failures::PROVIDER_AUTH_REJECTED => "check GROK_API_KEY on the worker",
+        failures::PROVIDER_BALANCE_EXHAUSTED => "top up the provider account, then start again",
+        failures::PROVIDER_REJECTED_REQUEST => "fix the named field and start again",
+        failures::VIDEO_TASK_NOT_FOUND => "check the task id; it is unknown to the provider",
+        failures::VIDEO_GENERATION_FAILED => {
             "the provider refused or failed the video; change the prompt or order again"
         }
-        "VideoTaskTimedOut" => {
+        failures::VIDEO_TASK_TIMED_OUT => {
             "the provider is slow; archive the task again with a larger --deadline"
         }
-        "VideoUrlExpired" => {
+        failures::VIDEO_URL_EXPIRED => {
             "the 24 h link expired before the copy; the video cannot be fetched any more"
         }
-        "CreateOutcomeUnknown" => {
+        failures::CREATE_OUTCOME_UNKNOWN => {
             "look for the task at the provider and `archive` it by id instead of ordering again"
         }
-        "DestinationExists" => {
+        failures::DESTINATION_EXISTS => {
             "choose another --key or set GROK_S3_ON_CONFLICT=suffix on the worker"
         }
-        "StorageRejected" => "check the bucket, credentials and IAM permissions of the worker",
-        "NotAVideo" => "the link serves no MP4; ask the provider",
-        "VideoTooLarge" => "raise GROK_MAX_VIDEO_MIB on the worker",
-        "UnsafeVideoUrl" => {
+        failures::STORAGE_REJECTED => {
+            "check the bucket, credentials and IAM permissions of the worker"
+        }
+        failures::NOT_A_VIDEO => "the link serves no MP4; ask the provider",
+        failures::VIDEO_TOO_LARGE => "raise GROK_MAX_VIDEO_MIB on the worker",
+        failures::UNSAFE_VIDEO_URL => {
             "the link is plain http or on a private address; only a local stack should allow that"
         }
         _ => return None,

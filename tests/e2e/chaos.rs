@@ -26,7 +26,7 @@ use rand::{
     seq::{IndexedRandom, SliceRandom},
 };
 use serde_json::json;
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions};
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowHandle};
 
 use crate::stack::{API_KEY, Proc, Stack, fixture};
 use crate::workflow::sha256_hex;
@@ -144,18 +144,7 @@ async fn start_all(stack: &Stack, client: &Client, trials: &[Trial]) {
             deadline_seconds: Some(900),
             ..Default::default()
         };
-        client
-            .start_workflow(
-                ArchiveVideo::run,
-                request.into(),
-                WorkflowStartOptions::new(
-                    stack.task_queue.clone(),
-                    archive_workflow_id(&trial.task),
-                )
-                .build(),
-            )
-            .await
-            .expect("start ArchiveVideo");
+        crate::workflow::start(stack, client, request).await;
     }
 }
 

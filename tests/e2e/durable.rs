@@ -8,7 +8,7 @@ use grok_video_proto::v1::ArchiveVideoRequest;
 use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
 use serde_json::json;
 use temporalio_client::{
-    WorkflowCancelOptions, WorkflowQueryOptions, WorkflowSignalOptions,
+    Client, WorkflowCancelOptions, WorkflowQueryOptions, WorkflowSignalOptions,
     errors::WorkflowGetResultError,
 };
 
@@ -241,6 +241,35 @@ async fn cancelling_mid_copy_aborts_the_upload() {
     assert!(stack.keys().await.is_empty());
 }
 
+/// Starts ArchiveVideo of the 30 s sample, whose download pauses for `pause_ms` after
+/// `stall_after` bytes, and returns once the copy is under way.
+async fn start_paused_copy(
+    stack: &Stack,
+    client: &Client,
+    stall_after: u64,
+    pause_ms: u64,
+) -> crate::workflow::Handle {
+    let task = stack
+        .sim
+        .task(json!({
+            "video": "grok_video3_30s_720p.mp4", "queued_seconds": 0, "processing_seconds": 0,
+            "video_responses": [{"stall_after": stall_after, "delay_ms": pause_ms}]
+        }))
+        .await;
+    let request = ArchiveVideoRequest {
+        task_id: task,
+        bucket: stack.bucket.clone(),
+        first_poll_delay_seconds: Some(0),
+        ..Default::default()
+    };
+    let handle = start(stack, client, request).await;
+    eventually("the copy under way", Duration::from_secs(30), || async {
+        stack.sim.stats().await["video_requests"].as_u64() == Some(1)
+    })
+    .await;
+    handle
+}
+
 #[tokio::test]
 async fn sigterm_lets_a_running_copy_finish_then_exits_zero() {
     let stack = Stack::start("sigterm").await;
@@ -249,24 +278,7 @@ async fn sigterm_lets_a_running_copy_finish_then_exits_zero() {
     let mut worker = stack.start_worker("worker", &mut cmd);
     let client = stack.temporal.client().await;
     // The copy pauses for 4 s after 1 MB: the signal arrives while it runs.
-    let task = stack
-        .sim
-        .task(json!({
-            "video": "grok_video3_30s_720p.mp4", "queued_seconds": 0, "processing_seconds": 0,
-            "video_responses": [{"stall_after": 1_000_000, "delay_ms": 4_000}]
-        }))
-        .await;
-    let request = ArchiveVideoRequest {
-        task_id: task.clone(),
-        bucket: stack.bucket.clone(),
-        first_poll_delay_seconds: Some(0),
-        ..Default::default()
-    };
-    let handle = start(&stack, &client, request).await;
-    eventually("the copy under way", Duration::from_secs(30), || async {
-        stack.sim.stats().await["video_requests"].as_u64() == Some(1)
-    })
-    .await;
+    let handle = start_paused_copy(&stack, &client, 1_000_000, 4_000).await;
     let status = tokio::task::spawn_blocking(move || {
         let status = worker.terminate(Duration::from_secs(45));
         (status, worker.log_text())
@@ -307,24 +319,7 @@ async fn sigterm_after_the_grace_period_leaves_the_copy_to_resume() {
     let mut worker = stack.start_worker("worker", &mut cmd);
     let client = stack.temporal.client().await;
     // The download stalls for a minute after 11 MB: two 5 MiB parts are done by then.
-    let task = stack
-        .sim
-        .task(json!({
-            "video": "grok_video3_30s_720p.mp4", "queued_seconds": 0, "processing_seconds": 0,
-            "video_responses": [{"stall_after": 11_000_000, "delay_ms": 60_000}]
-        }))
-        .await;
-    let request = ArchiveVideoRequest {
-        task_id: task.clone(),
-        bucket: stack.bucket.clone(),
-        first_poll_delay_seconds: Some(0),
-        ..Default::default()
-    };
-    let handle = start(&stack, &client, request).await;
-    eventually("the copy under way", Duration::from_secs(30), || async {
-        stack.sim.stats().await["video_requests"].as_u64() == Some(1)
-    })
-    .await;
+    let handle = start_paused_copy(&stack, &client, 11_000_000, 60_000).await;
     // Let the parts land and a heartbeat carry them.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (status, log) = tokio::task::spawn_blocking(move || {
@@ -367,24 +362,7 @@ async fn a_second_signal_exits_at_once() {
     cmd.env("GROK_SHUTDOWN_GRACE_SECONDS", "300");
     let mut worker = stack.start_worker("worker", &mut cmd);
     let client = stack.temporal.client().await;
-    let task = stack
-        .sim
-        .task(json!({
-            "video": "grok_video3_30s_720p.mp4", "queued_seconds": 0, "processing_seconds": 0,
-            "video_responses": [{"stall_after": 1_000_000, "delay_ms": 120_000}]
-        }))
-        .await;
-    let request = ArchiveVideoRequest {
-        task_id: task,
-        bucket: stack.bucket.clone(),
-        first_poll_delay_seconds: Some(0),
-        ..Default::default()
-    };
-    let _handle = start(&stack, &client, request).await;
-    eventually("the copy under way", Duration::from_secs(30), || async {
-        stack.sim.stats().await["video_requests"].as_u64() == Some(1)
-    })
-    .await;
+    let _handle = start_paused_copy(&stack, &client, 1_000_000, 120_000).await;
     let pid = worker.child.id().to_string();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -314,14 +314,7 @@ async fn python_pipeline_dict_proto_and_generate() {
         json!({"taskId": json_task, "bucket": stack.bucket, "firstPollDelaySeconds": 1,
                "pollIntervalSeconds": 1, "deadlineSeconds": 300})
     );
-    let expected = |task_id: &str| ArchiveVideoRequest {
-        task_id: task_id.to_owned(),
-        bucket: stack.bucket.clone(),
-        first_poll_delay_seconds: Some(1),
-        poll_interval_seconds: Some(1),
-        deadline_seconds: Some(300),
-        ..Default::default()
-    };
+    let expected = |task_id: &str| crate::workflow::request(&stack, task_id);
     assert_eq!(
         serde_json::from_slice::<ArchiveVideoRequest>(&sent).unwrap(),
         expected(&json_task)

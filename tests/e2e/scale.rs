@@ -18,9 +18,7 @@ use grok_video_proto::v1::{ArchiveVideoRequest, ArchivedVideo};
 use grok_video_workflows::{ArchiveVideo, archive_workflow_id};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
-use temporalio_client::{
-    Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions,
-};
+use temporalio_client::{Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowHandle};
 
 use crate::stack::{API_KEY, Stack, fixture};
 use crate::workflow::sha256_hex;
@@ -185,18 +183,7 @@ async fn scale_thousands_of_workflows_on_one_worker() {
                     deadline_seconds: Some(3600),
                     ..Default::default()
                 };
-                client
-                    .start_workflow(
-                        ArchiveVideo::run,
-                        request.into(),
-                        WorkflowStartOptions::new(
-                            stack.task_queue.clone(),
-                            archive_workflow_id(&task),
-                        )
-                        .build(),
-                    )
-                    .await
-                    .expect("start ArchiveVideo");
+                crate::workflow::start(stack, &client, request).await;
                 (task, video)
             }
         })
