@@ -7,6 +7,7 @@ mod hash;
 mod mp4;
 mod orphans;
 mod parts;
+mod signing;
 mod upload;
 pub mod url_policy;
 
@@ -19,7 +20,7 @@ use std::{
 };
 
 use aws_sdk_s3::{Client as S3Client, error::ProvideErrorMetadata};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::StreamExt;
 use grok_video_proto::v1::{CopyCheckpoint, StoredVideo};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +28,7 @@ use url::Url;
 
 pub use error::StorageError;
 use hash::ResumableSha256;
-use parts::PartBuffers;
+use parts::{PartBuffer, PartBuffers, PartWriter};
 use upload::Upload;
 pub use url_policy::{UrlPolicy, display_url};
 
@@ -81,10 +82,23 @@ impl Storage {
         if shared.region().is_none() {
             return Err(StorageError::NoRegion);
         }
-        let mut s3 =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.force_path_style);
+        // A streamed part's body waits on the download, so the SDK's stalled-upload check
+        // (by default: no byte for 5 s fails the request) must allow what the download's own
+        // idle timeout allows.
+        let stalls = aws_sdk_s3::config::StalledStreamProtectionConfig::enabled()
+            .grace_period(config.idle_timeout)
+            .build();
+        let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.force_path_style)
+            .stalled_stream_protection(stalls);
         if let Some(endpoint) = &config.endpoint_url {
             s3 = s3.endpoint_url(endpoint);
+        }
+        if !matches!(
+            shared.request_checksum_calculation(),
+            Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        ) {
+            s3 = s3.interceptor(signing::UnsignedStreamingOverHttp);
         }
         let policy = UrlPolicy {
             allow_http: config.allow_http,
@@ -204,7 +218,7 @@ impl Storage {
                 tracing::info!(task_id = %job.task_id, upload_id = %cp.upload_id, from_byte = cp.committed_bytes, "resuming the earlier upload");
             }
         }
-        let (response, mut upload, mut hasher, mut total, expected, mut sniffed) = match start {
+        let (response, mut upload, hasher, mut total, expected, mut sniffed) = match start {
             Some(r) => r,
             None => {
                 let response = tokio::select! {
@@ -233,9 +247,20 @@ impl Storage {
             .total
             .store(expected.unwrap_or_default(), Ordering::Relaxed);
         let mut stream = response.bytes_stream();
-        // One buffer fills while up to `parts_in_flight` parts upload.
-        let mut buffers = PartBuffers::new(part_size, self.config.parts_in_flight + 1);
-        let mut buf = buffers.take().await;
+        // Parts stream from the download when their sizes are known and S3 checks each one
+        // against a checksum trailer; otherwise (no Content-Length, or `when_required`, where
+        // the signed payload hash is the check) they are buffered. A video smaller than a part
+        // is one PutObject from memory.
+        let parts = if upload::checksummed(&self.s3)
+            && expected.is_some_and(|len| len > part_size as u64)
+        {
+            Parts::Streamed(None)
+        } else {
+            // One buffer fills while up to `parts_in_flight` parts upload.
+            let mut pool = PartBuffers::new(part_size, self.config.parts_in_flight + 1);
+            let buf = pool.take().await;
+            Parts::Buffered { pool, buf }
+        };
         // A resumed copy starts mid-file, where box boundaries are unknown; its length is
         // checked against Content-Range instead.
         let mut boxes = (total == 0).then(mp4::BoxWalker::default);
@@ -249,6 +274,21 @@ impl Storage {
         if let Some(up) = &mut upload {
             progress.checkpoint(&bucket, &key, up, expected, part_size);
         }
+        let mut sink = Sink {
+            storage: self,
+            job,
+            shown: &shown,
+            bucket: &bucket,
+            key: &key,
+            progress,
+            cancel,
+            expected,
+            upload,
+            hasher,
+            parts,
+        };
+        // The first bytes, held until they show an MP4 (nothing is uploaded before).
+        let mut head: Vec<Bytes> = Vec::new();
         let result: Result<StoredVideo, StorageError> = async {
             if let Some(len) = expected
                 && len > self.config.max_video_bytes
@@ -266,16 +306,11 @@ impl Storage {
                 let idle = tokio::time::sleep(self.config.idle_timeout);
                 tokio::pin!(idle);
                 let next = loop {
-                    let landing = upload.as_ref().is_some_and(Upload::has_in_flight);
+                    let landing = sink.upload.as_ref().is_some_and(Upload::has_in_flight);
                     tokio::select! {
                         n = stream.next() => break Some(n),
                         () = &mut idle => break None,
-                        r = async { upload.as_mut().expect("parts in flight").finish_one().await }, if landing => {
-                            r?;
-                            if let Some(up) = &mut upload {
-                                progress.checkpoint(&bucket, &key, up, expected, part_size);
-                            }
-                        }
+                        r = sink.land_one(), if landing => r?,
                         () = cancel.cancelled() => return Err(StorageError::Cancelled),
                     }
                 };
@@ -312,55 +347,24 @@ impl Storage {
                     });
                 }
                 progress.bytes.store(total, Ordering::Relaxed);
-                let mut rest: &[u8] = &chunk;
-                while !rest.is_empty() {
-                    // Each byte is copied once, into its part, and hashed on the way while it
-                    // is still in cache.
-                    let n = buf.fill(rest);
-                    hasher.update(&rest[..n]);
-                    rest = &rest[n..];
-                    if !sniffed && buf.as_slice().len() >= 12 {
-                        sniff(buf.as_slice(), &shown)?;
-                        sniffed = true;
-                    }
-                    if !buf.is_full() {
-                        continue;
-                    }
-                    let up = match &mut upload {
-                        Some(up) => up,
-                        None => upload.insert(
-                            Upload::start(
-                                &self.s3,
-                                &bucket,
-                                &key,
-                                &metadata(job, None),
-                                self.config.parts_in_flight,
-                            )
-                            .await?,
-                        ),
-                    };
-                    // The hash state at this part's end, for the checkpoint once the part lands.
-                    let boundary = hasher.checkpoint();
-                    let part = buf.freeze();
-                    tokio::select! {
-                        r = up.push(part) => r?,
-                        () = cancel.cancelled() => return Err(StorageError::Cancelled),
-                    }
-                    up.collect_finished().await?;
-                    if let Some(state) = boundary {
-                        progress.remember(hasher.len(), state.0);
-                    }
-                    progress.checkpoint(&bucket, &key, up, expected, part_size);
-                    // `push` returned once fewer than `parts_in_flight` parts are in flight, so
-                    // a landed part's buffer is free.
-                    tokio::select! {
-                        () = buffers.refill(&mut buf) => {}
-                        () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                if sniffed {
+                    sink.write(chunk).await?;
+                    continue;
+                }
+                head.push(chunk);
+                if head.iter().map(Bytes::len).sum::<usize>() >= SNIFF_BYTES {
+                    sniff(&start_of(&head), &shown)?;
+                    sniffed = true;
+                    for chunk in std::mem::take(&mut head) {
+                        sink.write(chunk).await?;
                     }
                 }
             }
             if !sniffed {
-                sniff(buf.as_slice(), &shown)?;
+                sniff(&start_of(&head), &shown)?;
+                for chunk in std::mem::take(&mut head) {
+                    sink.write(chunk).await?;
+                }
             }
             if let Some(len) = expected
                 && len != total
@@ -379,20 +383,18 @@ impl Storage {
                         detail,
                     })?;
             }
-            let sha256 = hasher.clone().finish_hex();
-            let etag = match upload.take() {
+            let sha256 = sink.hasher.clone().finish_hex();
+            // The bytes of the last buffered part (a streamed one has been sent).
+            let last = match &mut sink.parts {
+                Parts::Buffered { buf, .. } => buf.freeze(),
+                Parts::Streamed(_) => Bytes::new(),
+            };
+            let etag = match sink.upload.take() {
                 None => {
-                    upload::put(
-                        &self.s3,
-                        &bucket,
-                        &key,
-                        buf.freeze(),
-                        &metadata(job, Some(&sha256)),
-                    )
-                    .await?
+                    upload::put(&self.s3, &bucket, &key, last, &metadata(job, Some(&sha256)))
+                        .await?
                 }
                 Some(mut up) => {
-                    let last = buf.freeze();
                     let finished = async {
                         if !last.is_empty() {
                             up.push(last).await?;
@@ -411,7 +413,7 @@ impl Storage {
                             .await?
                         }
                         Err(e) => {
-                            upload = Some(up);
+                            sink.upload = Some(up);
                             return Err(e);
                         }
                     }
@@ -428,7 +430,7 @@ impl Storage {
         }
         .await;
         if result.is_err()
-            && let Some(up) = upload
+            && let Some(up) = sink.upload.take()
         {
             up.abort().await;
         }
@@ -629,6 +631,166 @@ fn with_suffix(key: &str, n: u32) -> String {
     match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => format!("{dir}{stem}-{n}.{ext}"),
         _ => format!("{dir}{name}-{n}"),
+    }
+}
+
+/// Bytes sniffed before anything is uploaded.
+const SNIFF_BYTES: usize = 12;
+
+/// The first bytes of `head`, enough to sniff.
+fn start_of(head: &[Bytes]) -> Vec<u8> {
+    head.iter()
+        .flat_map(|b| b.iter().copied())
+        .take(16)
+        .collect()
+}
+
+/// Where a copy's bytes go: hashed, then into parts.
+struct Sink<'a> {
+    storage: &'a Storage,
+    job: &'a CopyJob,
+    shown: &'a str,
+    bucket: &'a str,
+    key: &'a str,
+    progress: &'a CopyProgress,
+    cancel: &'a CancellationToken,
+    expected: Option<u64>,
+    upload: Option<Upload>,
+    hasher: ResumableSha256,
+    parts: Parts,
+}
+
+/// How parts are made.
+enum Parts {
+    /// Each part streams to S3 as its bytes arrive: the one being sent, if any.
+    Streamed(Option<PartWriter>),
+    /// Each part is gathered in a buffer, then sent.
+    Buffered { pool: PartBuffers, buf: PartBuffer },
+}
+
+impl Sink<'_> {
+    /// Hashes `chunk` and adds it to the parts, sending each part as it fills (streamed: as
+    /// the bytes come).
+    async fn write(&mut self, mut chunk: Bytes) -> Result<(), StorageError> {
+        let part_size = self.storage.config.part_size;
+        let cancel = self.cancel;
+        while !chunk.is_empty() {
+            if matches!(self.parts, Parts::Streamed(None)) {
+                let at = self.hasher.len();
+                let expected = self.expected.unwrap_or_default();
+                let len = expected.saturating_sub(at).min(part_size as u64);
+                if len == 0 {
+                    return Err(StorageError::ShortBody {
+                        url: self.shown.to_owned(),
+                        expected,
+                        received: at + chunk.len() as u64,
+                    });
+                }
+                let up = self.started().await?;
+                let writer = tokio::select! {
+                    r = up.push_streamed(len) => r?,
+                    () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                };
+                self.parts = Parts::Streamed(Some(writer));
+            }
+            match &mut self.parts {
+                Parts::Streamed(current) => {
+                    let writer = current.as_mut().expect("a part was started");
+                    let piece = chunk.split_to(chunk.len().min(writer.remaining() as usize));
+                    self.hasher.update(&piece);
+                    let sent = tokio::select! {
+                        r = writer.send(piece) => r,
+                        () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                    };
+                    if sent.is_err() {
+                        let up = self.upload.as_mut().expect("a part is in flight");
+                        return Err(up.failure().await);
+                    }
+                    if writer.remaining() == 0 {
+                        *current = None;
+                        self.part_sent().await?;
+                    }
+                }
+                Parts::Buffered { buf, .. } => {
+                    // Each byte is copied once, into its part, and hashed on the way while it
+                    // is still in cache.
+                    let n = buf.fill(&chunk);
+                    self.hasher.update(&chunk[..n]);
+                    chunk.advance(n);
+                    if !buf.is_full() {
+                        continue;
+                    }
+                    let part = buf.freeze();
+                    let up = self.started().await?;
+                    tokio::select! {
+                        r = up.push(part) => r?,
+                        () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                    }
+                    self.part_sent().await?;
+                    // `push` returned once fewer than `parts_in_flight` parts are in flight, so
+                    // a landed part's buffer is free.
+                    let Parts::Buffered { pool, buf } = &mut self.parts else {
+                        unreachable!("the parts are buffered")
+                    };
+                    tokio::select! {
+                        () = pool.refill(buf) => {}
+                        () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The multipart upload, created (and checkpointed at once) on first use.
+    async fn started(&mut self) -> Result<&mut Upload, StorageError> {
+        if self.upload.is_none() {
+            let config = &self.storage.config;
+            let up = Upload::start(
+                &self.storage.s3,
+                self.bucket,
+                self.key,
+                &metadata(self.job, None),
+                config.parts_in_flight,
+            )
+            .await?;
+            let up = self.upload.insert(up);
+            self.progress
+                .checkpoint(self.bucket, self.key, up, self.expected, config.part_size);
+        }
+        Ok(self.upload.as_mut().expect("just started"))
+    }
+
+    /// A part's bytes are all sent: remember the hash state at its end for the checkpoint
+    /// once it lands, and record the parts landed meanwhile.
+    async fn part_sent(&mut self) -> Result<(), StorageError> {
+        if let Some((state, at)) = self.hasher.checkpoint() {
+            self.progress.remember(at, state);
+        }
+        let up = self.upload.as_mut().expect("a part was sent");
+        up.collect_finished().await?;
+        self.progress.checkpoint(
+            self.bucket,
+            self.key,
+            up,
+            self.expected,
+            self.storage.config.part_size,
+        );
+        Ok(())
+    }
+
+    /// Waits for a part in flight to land, and records it in the checkpoint.
+    async fn land_one(&mut self) -> Result<(), StorageError> {
+        let up = self.upload.as_mut().expect("parts in flight");
+        up.finish_one().await?;
+        self.progress.checkpoint(
+            self.bucket,
+            self.key,
+            up,
+            self.expected,
+            self.storage.config.part_size,
+        );
+        Ok(())
     }
 }
 

@@ -1,11 +1,101 @@
-//! Part buffers: a fixed set of `parts in flight + 1` buffers of exactly the part size, each
-//! allocated once and reused, so a copy's memory is the same for any video size and no buffer
-//! ever grows, moves or is copied whole.
+//! Part bodies. When the part sizes are known (the host sent Content-Length), a part streams:
+//! the bytes pass from the download to its UploadPart through a channel with room for a few
+//! chunks, so a copy holds a few chunks whatever the part size. Otherwise parts are buffered:
+//! a fixed set of `parts in flight + 1` buffers of exactly the part size, each allocated once
+//! and reused, so a copy's memory is the same for any video size and no buffer ever grows,
+//! moves or is copied whole.
 
-use std::time::Duration;
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
+
+/// Chunks of a streamed part waiting for the connection to S3 to take them.
+const STREAM_CHUNKS: usize = 4;
+
+/// A streamed part of exactly `len` bytes: the writer the copy sends its bytes to, and the
+/// body the part's UploadPart reads them from.
+pub(super) fn streamed(len: u64) -> (PartWriter, PartBody) {
+    let (tx, rx) = mpsc::channel(STREAM_CHUNKS);
+    (
+        PartWriter { tx, remaining: len },
+        PartBody { rx, len, sent: 0 },
+    )
+}
+
+/// The sending end of a streamed part.
+pub(super) struct PartWriter {
+    tx: mpsc::Sender<Bytes>,
+    remaining: u64,
+}
+
+/// The part's request has ended before taking all its bytes: it failed.
+pub(super) struct PartClosed;
+
+impl PartWriter {
+    /// Bytes the part still takes.
+    pub(super) fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Sends the part's next bytes (no more than [`remaining`](Self::remaining)); waits while
+    /// the connection to S3 is behind, which holds the download back.
+    pub(super) async fn send(&mut self, bytes: Bytes) -> Result<(), PartClosed> {
+        debug_assert!(
+            bytes.len() as u64 <= self.remaining,
+            "more bytes than the part takes"
+        );
+        self.remaining -= bytes.len() as u64;
+        self.tx.send(bytes).await.map_err(|_| PartClosed)
+    }
+}
+
+/// The body of a streamed part. Should the writer go away before the part is whole (the copy
+/// failed), the body ends in an error, so S3 never receives a short part as if it were whole.
+pub(super) struct PartBody {
+    rx: mpsc::Receiver<Bytes>,
+    len: u64,
+    sent: u64,
+}
+
+impl Body for PartBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.sent == self.len {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(bytes)) => {
+                self.sent += bytes.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+            Poll::Ready(None) => Poll::Ready(Some(Err(format!(
+                "the copy stopped after {} of the part's {} bytes",
+                self.sent, self.len
+            )
+            .into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent == self.len
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len - self.sent)
+    }
+}
 
 /// The buffers of one copy. A part handed to the upload as [`Bytes`] comes back here when the
 /// last reference to it is dropped (its UploadPart is done, retries included).
@@ -91,6 +181,7 @@ impl PartBuffer {
     }
 
     /// The bytes so far.
+    #[cfg(test)]
     pub(super) fn as_slice(&self) -> &[u8] {
         &self.data
     }
@@ -130,6 +221,38 @@ impl Drop for Returning {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_streamed_part_is_whole_or_ends_in_an_error() {
+        use http_body_util::BodyExt;
+        let (mut writer, body) = streamed(10);
+        let read = tokio::spawn(body.collect());
+        writer
+            .send(Bytes::from_static(b"01234"))
+            .await
+            .ok()
+            .unwrap();
+        writer
+            .send(Bytes::from_static(b"56789"))
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(writer.remaining(), 0);
+        let whole = read.await.unwrap().ok().unwrap().to_bytes();
+        assert_eq!(&whole[..], b"0123456789");
+
+        let (mut writer, body) = streamed(10);
+        let read = tokio::spawn(body.collect());
+        writer.send(Bytes::from_static(b"0123")).await.ok().unwrap();
+        drop(writer);
+        let Err(err) = read.await.unwrap() else {
+            panic!("a short part is an error")
+        };
+        assert!(
+            err.to_string().contains("after 4 of the part's 10 bytes"),
+            "{err}"
+        );
+    }
 
     #[tokio::test]
     async fn buffers_are_reused_and_never_grow() {

@@ -12,7 +12,10 @@ use futures::{StreamExt, stream::FuturesUnordered};
 use grok_video_proto::v1::UploadedPart;
 use tokio::task::JoinHandle;
 
-use super::{CONTENT_TYPE, StorageError};
+use super::{
+    CONTENT_TYPE, StorageError,
+    parts::{self, PartWriter},
+};
 
 type PartResult = Result<UploadedPart, StorageError>;
 
@@ -121,12 +124,49 @@ impl Upload {
         })?
     }
 
-    /// Sends the next part; waits first while the maximum number of parts is in flight, so
-    /// memory stays bounded by `(max_in_flight + 1) × part size`.
+    /// Sends the next part from memory; waits first while the maximum number of parts is in
+    /// flight, so memory stays bounded by `(max_in_flight + 1) × part size`.
     pub(super) async fn push(&mut self, body: Bytes) -> Result<(), StorageError> {
+        self.wait_for_room().await?;
+        let size = body.len() as i64;
+        self.send_part(size, ByteStream::from(body));
+        Ok(())
+    }
+
+    /// Starts the next part, of `len` bytes, streaming from the returned writer; waits first
+    /// while the maximum number of parts is in flight.
+    pub(super) async fn push_streamed(&mut self, len: u64) -> Result<PartWriter, StorageError> {
+        self.wait_for_room().await?;
+        let (writer, body) = parts::streamed(len);
+        self.send_part(len as i64, ByteStream::from_body_1_x(body));
+        Ok(writer)
+    }
+
+    /// Why a streamed part's request ended before taking all its bytes: the first failed part.
+    pub(super) async fn failure(&mut self) -> StorageError {
+        while let Some(joined) = self.in_flight.next().await {
+            match self.joined(joined) {
+                Ok(part) => self.done.push(part),
+                Err(e) => return e,
+            }
+        }
+        StorageError::S3 {
+            op: "UploadPart",
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            code: None,
+            detail: "the part's request ended before its body was sent".to_owned(),
+        }
+    }
+
+    async fn wait_for_room(&mut self) -> Result<(), StorageError> {
         while self.in_flight.len() >= self.max_in_flight {
             self.finish_one().await?;
         }
+        Ok(())
+    }
+
+    fn send_part(&mut self, size: i64, body: ByteStream) {
         let number = self.next_part;
         self.next_part += 1;
         let (s3, bucket, key, upload_id) = (
@@ -135,7 +175,6 @@ impl Upload {
             self.key.clone(),
             self.upload_id.clone(),
         );
-        let size = body.len() as i64;
         self.in_flight.push(tokio::spawn(async move {
             let unsigned = checksummed(&s3);
             let req = s3
@@ -144,8 +183,8 @@ impl Upload {
                 .key(&key)
                 .upload_id(&upload_id)
                 .part_number(number)
-                .content_length(body.len() as i64)
-                .body(ByteStream::from(body))
+                .content_length(size)
+                .body(body)
                 .customize();
             let req = if unsigned {
                 req.disable_payload_signing()
@@ -168,7 +207,6 @@ impl Upload {
                 checksum_sha256: text(out.checksum_sha256()),
             })
         }));
-        Ok(())
     }
 
     /// Whether parts are still being uploaded.
@@ -353,7 +391,7 @@ pub(super) async fn put(
 /// `when_supported`). Then the signature leaves the payload out (`UNSIGNED-PAYLOAD`): hashing
 /// it for SigV4 would read every byte a second time for no further protection. With
 /// `when_required` bodies carry no checksum, and the signed payload hash stays their check.
-fn checksummed(s3: &Client) -> bool {
+pub(super) fn checksummed(s3: &Client) -> bool {
     !matches!(
         s3.config().request_checksum_calculation(),
         Some(RequestChecksumCalculation::WhenRequired)

@@ -534,7 +534,8 @@ async fn short_body(env: Arc<Env>) {
         LARGE,
         json!({"video_responses": [
             {"stall_after": 9_000_000, "delay_ms": 4000, "truncate_at": 12_000_000},
-            {"stall_after": 1000, "delay_ms": 6000},
+            // Stalled before its first byte, so this attempt has not opened an upload yet.
+            {"stall_after": 0, "delay_ms": 6000},
         ]}),
     )
     .await;
