@@ -5,7 +5,7 @@ use aws_sdk_s3::{
     Client,
     config::RequestChecksumCalculation,
     primitives::ByteStream,
-    types::{CompletedMultipartUpload, CompletedPart, MetadataDirective},
+    types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective},
 };
 use bytes::Bytes;
 use futures::{StreamExt, stream::FuturesUnordered};
@@ -43,7 +43,8 @@ impl Upload {
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
-            .content_type(CONTENT_TYPE);
+            .content_type(CONTENT_TYPE)
+            .set_checksum_algorithm(part_checksum(s3));
         for (k, v) in metadata {
             req = req.metadata(k, v);
         }
@@ -184,6 +185,7 @@ impl Upload {
                 .upload_id(&upload_id)
                 .part_number(number)
                 .content_length(size)
+                .set_checksum_algorithm(part_checksum(&s3))
                 .body(body)
                 .customize();
             let req = if unsigned {
@@ -385,6 +387,13 @@ pub(super) async fn put(
         .await
         .map_err(|e| StorageError::s3("PutObject", bucket, key, e))?;
     Ok(out.e_tag().unwrap_or_default().to_owned())
+}
+
+/// The checksum of every part, declared when the upload is created so that S3 expects it in
+/// each UploadPart and in the part list of CompleteMultipartUpload (a composite CRC32 of the
+/// object): CRC32, the SDK's default for request bodies; none with `when_required`.
+fn part_checksum(s3: &Client) -> Option<ChecksumAlgorithm> {
+    checksummed(s3).then_some(ChecksumAlgorithm::Crc32)
 }
 
 /// Whether request bodies go out with a CRC checksum header, which S3 verifies (the default,
