@@ -218,7 +218,7 @@ impl Storage {
                 tracing::info!(task_id = %job.task_id, upload_id = %cp.upload_id, from_byte = cp.committed_bytes, "resuming the earlier upload");
             }
         }
-        let (response, mut upload, hasher, mut total, expected, mut sniffed) = match start {
+        let (response, upload, hasher, mut total, expected, mut sniffed) = match start {
             Some(r) => r,
             None => {
                 let response = tokio::select! {
@@ -271,9 +271,6 @@ impl Storage {
         if let Some((state, at)) = hasher.checkpoint() {
             progress.remember(at, state);
         }
-        if let Some(up) = &mut upload {
-            progress.checkpoint(&bucket, &key, up, expected, part_size);
-        }
         let mut sink = Sink {
             storage: self,
             job,
@@ -287,6 +284,7 @@ impl Storage {
             hasher,
             parts,
         };
+        sink.record();
         // The first bytes, held until they show an MP4 (nothing is uploaded before).
         let mut head: Vec<Bytes> = Vec::new();
         let result: Result<StoredVideo, StorageError> = async {
@@ -745,18 +743,16 @@ impl Sink<'_> {
     /// The multipart upload, created (and checkpointed at once) on first use.
     async fn started(&mut self) -> Result<&mut Upload, StorageError> {
         if self.upload.is_none() {
-            let config = &self.storage.config;
             let up = Upload::start(
                 &self.storage.s3,
                 self.bucket,
                 self.key,
                 &metadata(self.job, None),
-                config.parts_in_flight,
+                self.storage.config.parts_in_flight,
             )
             .await?;
-            let up = self.upload.insert(up);
-            self.progress
-                .checkpoint(self.bucket, self.key, up, self.expected, config.part_size);
+            self.upload = Some(up);
+            self.record();
         }
         Ok(self.upload.as_mut().expect("just started"))
     }
@@ -769,13 +765,7 @@ impl Sink<'_> {
         }
         let up = self.upload.as_mut().expect("a part was sent");
         up.collect_finished().await?;
-        self.progress.checkpoint(
-            self.bucket,
-            self.key,
-            up,
-            self.expected,
-            self.storage.config.part_size,
-        );
+        self.record();
         Ok(())
     }
 
@@ -783,14 +773,17 @@ impl Sink<'_> {
     async fn land_one(&mut self) -> Result<(), StorageError> {
         let up = self.upload.as_mut().expect("parts in flight");
         up.finish_one().await?;
-        self.progress.checkpoint(
-            self.bucket,
-            self.key,
-            up,
-            self.expected,
-            self.storage.config.part_size,
-        );
+        self.record();
         Ok(())
+    }
+
+    /// Records the upload and the parts landed without a gap in the checkpoint.
+    fn record(&mut self) {
+        if let Some(up) = &mut self.upload {
+            let part_size = self.storage.config.part_size;
+            self.progress
+                .checkpoint(self.bucket, self.key, up, self.expected, part_size);
+        }
     }
 }
 
