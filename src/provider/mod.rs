@@ -26,22 +26,22 @@ pub struct ProviderClient {
 }
 
 /// Spaces requests at least `1 / rate` apart, so no second ever sees more than `rate` of
-/// them, however many workflows poll at once.
+/// them leave the worker, however many workflows poll at once.
 #[derive(Debug)]
 struct RateLimiter {
     spacing: Duration,
+    /// When the next request may go; waiters queue on the lock in turn.
     next: tokio::sync::Mutex<tokio::time::Instant>,
 }
 
 impl RateLimiter {
     async fn acquire(&self) {
-        let at = {
-            let mut next = self.next.lock().await;
-            let at = (*next).max(tokio::time::Instant::now());
-            *next = at + self.spacing;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+        // The turn is held while waiting and the next one counts from the moment this one
+        // actually goes: a worker starved of CPU for a while then sends one request, not the
+        // backlog of every turn that fell due meanwhile.
+        let mut next = self.next.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = tokio::time::Instant::now() + self.spacing;
     }
 }
 

@@ -75,8 +75,12 @@ async fn hundreds_of_workflows_stay_within_the_rate_cap() {
         "rate cap {CAP}/s: {WORKFLOWS} workflows, {queries} status queries, busiest second {busiest}"
     );
     assert!(queries >= WORKFLOWS as f64, "every workflow polled");
+    // The worker sends them at least 1/CAP s apart; the simulator counts arrivals per
+    // wall-clock second, and on a loaded machine one request sent just before a second ends
+    // can arrive just after it begins, so one more is tolerated (without the cap, 200
+    // workflows polling every second would show about 200).
     assert!(
-        busiest <= CAP,
-        "busiest second had {busiest} queries, cap {CAP}"
+        busiest <= CAP + 1.0,
+        "busiest second had {busiest} queries, cap {CAP} (+1 for delivery jitter)"
     );
 }
