@@ -189,7 +189,7 @@ pub struct StorageArgs {
     /// Parts uploaded at the same time.
     #[arg(long, env = "GROK_S3_PARTS_IN_FLIGHT", default_value_t = 2)]
     pub parts_in_flight: usize,
-    /// Largest video accepted, in MiB.
+    /// Largest video accepted, in MiB (at most 5120).
     #[arg(long, env = "GROK_MAX_VIDEO_MIB", default_value_t = 4096)]
     pub max_video_mib: u64,
     /// Seconds without a byte from the video host before the download counts as stalled.
@@ -250,10 +250,21 @@ impl StorageArgs {
                 "must be 1 to 16",
             ));
         }
-        if self.max_video_mib == 0 {
+        if !(1..=MAX_VIDEO_MIB_LIMIT).contains(&self.max_video_mib) {
             return Err(ConfigError::new(
                 "--max-video-mib / GROK_MAX_VIDEO_MIB",
-                "must be at least 1",
+                "must be 1 to 5120: the sha256 metadata of a multipart object is recorded by \
+                 a CopyObject onto itself, which S3 limits to 5 GiB",
+            ));
+        }
+        // Read by aws-config, which only warns about a value it does not know and goes on with
+        // the default.
+        if let Ok(value) = std::env::var("AWS_REQUEST_CHECKSUM_CALCULATION")
+            && !["when_supported", "when_required"].contains(&value.to_ascii_lowercase().as_str())
+        {
+            return Err(ConfigError::new(
+                "AWS_REQUEST_CHECKSUM_CALCULATION",
+                "must be when_supported or when_required",
             ));
         }
         if self.download_idle_timeout_seconds == 0 {
@@ -302,6 +313,9 @@ impl StorageArgs {
         })
     }
 }
+
+/// The largest `--max-video-mib`: S3's CopyObject limit of 5 GiB.
+const MAX_VIDEO_MIB_LIMIT: u64 = 5 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -17,9 +17,11 @@ pub struct CopyCmd {
     url: String,
     /// Destination, `s3://bucket/key`.
     destination: String,
-    /// Task id recorded in the object's metadata.
-    #[arg(long, env = "GROK_COPY_TASK_ID", default_value = "manual-copy")]
-    task_id: String,
+    /// Task id recorded in the object's metadata; an object already at the key with this task
+    /// id and a sha256 counts as this copy, done. Default: derived from the URL, so re-running
+    /// the same copy is idempotent and another source's object is never taken for it.
+    #[arg(long, env = "GROK_COPY_TASK_ID")]
+    task_id: Option<String>,
     /// Result format.
     #[arg(long, env = "GROK_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
@@ -36,15 +38,30 @@ impl CopyCmd {
         else {
             anyhow::bail!("destination {:?} is not s3://bucket/key", self.destination);
         };
+        if bucket.is_empty() || key.is_empty() {
+            anyhow::bail!(
+                "destination {:?} is not s3://bucket/key: the bucket or the key is empty",
+                self.destination
+            );
+        }
         let storage = Storage::new(self.storage.resolve()?).await?;
+        let task_id = self.task_id.unwrap_or_else(|| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(self.url.as_bytes());
+            format!("copy-{}", &hex::encode(digest)[..16])
+        });
         let job = CopyJob {
-            task_id: self.task_id,
+            task_id,
             video_url: self.url,
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             model: String::new(),
             actual_duration_seconds: None,
         };
+        // A copy killed earlier (SIGKILL, a lost machine) left its upload open at this key.
+        storage
+            .abort_stale_uploads(&job, None, std::time::SystemTime::now())
+            .await;
         let cancel = CancellationToken::new();
         let progress = CopyProgress::default();
         let copy = storage.copy(&job, &progress, None, &cancel);

@@ -791,3 +791,63 @@ async fn checksum(env: Arc<Env>) {
     )
     .await;
 }
+
+/// `grok-video-worker copy` from a shell: re-running it is idempotent, another source at the
+/// same key is refused (the default task id comes from the URL), an empty key is an error, and
+/// an upload a killed copy left open at the key is aborted.
+#[tokio::test]
+async fn the_copy_command_is_idempotent_and_cleans_up() {
+    let stack = Stack::start("copy_cli").await;
+    let bucket = stack.create_bucket("cli").await;
+    let url = |video: &str| format!("{}/files/{video}", stack.sim.url);
+    let copy = |source: String, destination: String| {
+        let mut cmd = stack.command("copy");
+        cmd.arg(source).arg(destination).args(["--output", "json"]);
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output().expect("run copy"))
+                .await
+                .unwrap();
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (out.status.success(), text(&out.stdout), text(&out.stderr))
+        }
+    };
+    let large = std::fs::read(fixture(LARGE)).unwrap();
+    let dest = format!("s3://{bucket}/cli/a.mp4");
+
+    let (ok, stdout, stderr) = copy(url(LARGE), dest.clone()).await;
+    assert!(ok, "{stderr}");
+    let stored: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(stored["sha256"], sha256_hex(&large));
+    let (bytes, _) = stack.object_in(&bucket, "cli/a.mp4").await;
+    assert!(bytes == large, "stored bytes differ from the source");
+
+    let (ok, _, stderr) = copy(url(LARGE), dest.clone()).await;
+    assert!(ok && stderr.contains("already stored"), "{stderr}");
+
+    let (ok, _, stderr) = copy(url(SMALL), dest.clone()).await;
+    assert!(!ok && stderr.contains("different object"), "{stderr}");
+
+    let (ok, _, stderr) = copy(url(SMALL), format!("s3://{bucket}/")).await;
+    assert!(
+        !ok && stderr.contains("the bucket or the key is empty"),
+        "{stderr}"
+    );
+
+    // What a copy killed mid-upload leaves behind.
+    stack
+        .s3
+        .client()
+        .await
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("cli/b.mp4")
+        .send()
+        .await
+        .unwrap();
+    let (ok, _, stderr) = copy(url(LARGE), format!("s3://{bucket}/cli/b.mp4")).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stack.open_uploads_in(&bucket).await, 0, "{stderr}");
+    let mut keys = stack.keys_in(&bucket).await;
+    keys.sort();
+    assert_eq!(keys, ["cli/a.mp4", "cli/b.mp4"]);
+}

@@ -417,8 +417,18 @@ impl Stack {
     /// The worker command with the stack's settings; `key` is the API key it is given
     /// (`None`: none at all).
     pub fn worker_command(&self, key: Option<&str>) -> Command {
+        let mut cmd = self.command("worker");
+        cmd.env_remove("GROK_API_KEY");
+        if let Some(key) = key {
+            cmd.env("GROK_API_KEY", key);
+        }
+        cmd
+    }
+
+    /// `grok-video-worker <subcommand>` with the stack's settings.
+    pub fn command(&self, subcommand: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_grok-video-worker"));
-        cmd.arg("worker")
+        cmd.arg(subcommand)
             .env("RUST_LOG", "debug,h2=info,hyper=info,aws_smithy_runtime=info,aws_sdk_s3=info,rustls=info,tonic=info,tower=info")
             .env("TEMPORAL_ADDRESS", self.temporal.address())
             .env("GROK_TASK_QUEUE", &self.task_queue)
@@ -431,11 +441,7 @@ impl Stack {
             .env("GROK_ALLOW_HTTP_VIDEO_URLS", "true")
             .env("GROK_ALLOW_PRIVATE_VIDEO_URLS", "true")
             .env("GROK_SHUTDOWN_GRACE_SECONDS", "5")
-            .env("GROK_MAX_REQUESTS_PER_SECOND", "0")
-            .env_remove("GROK_API_KEY");
-        if let Some(key) = key {
-            cmd.env("GROK_API_KEY", key);
-        }
+            .env("GROK_MAX_REQUESTS_PER_SECOND", "0");
         cmd
     }
 
