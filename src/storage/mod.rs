@@ -322,6 +322,18 @@ impl Storage {
                     }
                     Some(None) => break,
                     Some(Some(Err(e))) => {
+                        // A body that breaks off before its Content-Length is a short body:
+                        // say how much came.
+                        if let Some(len) = expected
+                            && total < len
+                        {
+                            tracing::debug!(url = %shown, error = %e, "the download broke off");
+                            return Err(StorageError::ShortBody {
+                                url: shown.clone(),
+                                expected: len,
+                                received: total,
+                            });
+                        }
                         return Err(StorageError::Download {
                             url: shown.clone(),
                             source: e.without_url(),
