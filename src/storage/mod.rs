@@ -182,6 +182,10 @@ impl Storage {
     /// Copies one video. `progress` receives the bytes received and, as parts complete, the
     /// checkpoint a later attempt resumes from (`resume`, from the last heartbeat); `cancel`
     /// stops the copy and aborts its upload.
+    ///
+    /// A streamed part cannot be sent again from memory, so when S3 fails one the copy goes
+    /// on as a new attempt would: from the parts S3 holds, with a Range request (or from the
+    /// start when the host ignores ranges), up to [`PART_RETRIES`] times.
     pub async fn copy(
         &self,
         job: &CopyJob,
@@ -189,6 +193,35 @@ impl Storage {
         resume: Option<CopyCheckpoint>,
         cancel: &CancellationToken,
     ) -> Result<StoredVideo, StorageError> {
+        let mut resume = resume;
+        let mut retries = 0;
+        loop {
+            let keep = retries < PART_RETRIES;
+            match self
+                .copy_once(job, progress, resume.take(), cancel, keep)
+                .await
+            {
+                Ok(stored) => return Ok(stored),
+                Err(Failed { error, kept: true }) => {
+                    retries += 1;
+                    let checkpoint = progress.snapshot();
+                    tracing::warn!(task_id = %job.task_id, %error, retry = retries,
+                        from_byte = checkpoint.committed_bytes, "a part failed; going on from the parts S3 holds");
+                    resume = Some(checkpoint);
+                }
+                Err(Failed { error, .. }) => return Err(error),
+            }
+        }
+    }
+
+    async fn copy_once(
+        &self,
+        job: &CopyJob,
+        progress: &CopyProgress,
+        resume: Option<CopyCheckpoint>,
+        cancel: &CancellationToken,
+        keep_on_part_failure: bool,
+    ) -> Result<StoredVideo, Failed> {
         let url = Url::parse(&job.video_url).map_err(|e| StorageError::UnsafeUrl {
             url: job.video_url.chars().take(80).collect(),
             reason: format!("not a URL: {e}"),
@@ -223,14 +256,15 @@ impl Storage {
             None => {
                 let response = tokio::select! {
                     r = self.http.get(url.clone()).send() => r.map_err(|e| request_error(&shown, e))?,
-                    () = cancel.cancelled() => return Err(StorageError::Cancelled),
+                    () = cancel.cancelled() => return Err(StorageError::Cancelled.into()),
                 };
                 let status = response.status();
                 if !status.is_success() {
                     return Err(StorageError::SourceStatus {
                         url: shown,
                         status: status.as_u16(),
-                    });
+                    }
+                    .into());
                 }
                 let expected = response.content_length();
                 (
@@ -439,12 +473,25 @@ impl Storage {
             })
         }
         .await;
-        if result.is_err()
-            && let Some(up) = sink.upload.take()
-        {
+        let error = match result {
+            Ok(stored) => return Ok(stored),
+            Err(error) => error,
+        };
+        if let Some(up) = sink.upload.take() {
+            let part_failed = matches!(
+                error,
+                StorageError::S3 {
+                    op: "UploadPart",
+                    ..
+                }
+            );
+            if keep_on_part_failure && part_failed && error.is_retryable() {
+                up.detach();
+                return Err(Failed { error, kept: true });
+            }
             up.abort().await;
         }
-        result
+        Err(error.into())
     }
 
     /// Checks an earlier attempt's upload against S3 and asks the host for the rest of the
@@ -585,6 +632,21 @@ impl Storage {
             (true, None) => Existing::OursUnfinished,
             (false, _) => Existing::Other(metadata.get(meta::TASK_ID).cloned()),
         })
+    }
+}
+
+/// Times a copy goes on after a failed part before it fails.
+pub const PART_RETRIES: u32 = 3;
+
+/// A failed attempt of [`Storage::copy`]; `kept`: its upload is left open to go on from.
+struct Failed {
+    error: StorageError,
+    kept: bool,
+}
+
+impl From<StorageError> for Failed {
+    fn from(error: StorageError) -> Self {
+        Self { error, kept: false }
     }
 }
 

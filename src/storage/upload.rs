@@ -264,6 +264,13 @@ impl Upload {
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
+    /// Stops the parts in flight and leaves the upload open, for the copy to go on from.
+    pub(super) fn detach(self) {
+        for handle in self.in_flight.iter() {
+            handle.abort();
+        }
+    }
+
     /// Aborts the upload so no parts are left behind; retried a few times, then logged.
     pub(super) async fn abort(mut self) {
         for handle in self.in_flight.iter() {

@@ -42,6 +42,8 @@ const CHECKSUM: &str = "tq-copy-checksum";
 
 /// Buckets whose ListParts answers the proxy passes on as moto sends them.
 const RAW_LIST: &str = "rawlist";
+/// Buckets whose second part the S3 proxy fails once per upload.
+const PART_FAIL: &str = "partfail";
 
 type Handle = WorkflowHandle<Client, ArchiveVideo>;
 type Outcome = Result<ArchivedVideo, WorkflowGetResultError>;
@@ -451,10 +453,24 @@ async fn resume_after_crash(env: Arc<Env>) {
     }
 }
 
+/// Whether the request `target` (an UploadPart) is the first with its upload id and part
+/// number: the one the proxy fails.
+fn failed_once(target: &str) -> bool {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap();
+    if seen.iter().any(|t| t == target) {
+        return false;
+    }
+    seen.push(target.to_owned());
+    true
+}
+
 /// moto (5.2) names the root element of its ListParts answer `ListPartsResponse`; S3 and
 /// MinIO name it `ListPartsResult`, the only name the Rust SDK reads. The crash scenario's
 /// workers reach moto through this proxy, which renames it (except in buckets ending in
-/// `-rawlist`, whose answers it passes on unchanged); it forwards everything else as it is.
+/// `-rawlist`, whose answers it passes on unchanged); it forwards everything else as it is,
+/// except that in buckets ending in `-partfail` it fails the first UploadPart of part 2 of
+/// each upload with a 500.
 pub(crate) async fn s3_proxy(upstream: String) -> String {
     use axum::{body::Body, extract::Request, http::header, response::IntoResponse};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -472,6 +488,16 @@ pub(crate) async fn s3_proxy(upstream: String) -> String {
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_owned();
+            let bucket = parts.uri.path().split('/').nth(1).unwrap_or_default();
+            if bucket.ends_with(&format!("-{PART_FAIL}"))
+                && parts.method == axum::http::Method::PUT
+                && target.contains("partNumber=2&")
+                && failed_once(&target)
+            {
+                let error = "<Error><Code>InternalError</Code>\
+                    <Message>scripted part failure</Message></Error>";
+                return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, error).into_response();
+            }
             let mut headers = parts.headers;
             for hop in [
                 header::HOST,
@@ -499,7 +525,6 @@ pub(crate) async fn s3_proxy(upstream: String) -> String {
             let Ok(mut bytes) = response.bytes().await else {
                 return axum::http::StatusCode::BAD_GATEWAY.into_response();
             };
-            let bucket = parts.uri.path().split('/').nth(1).unwrap_or_default();
             let raw = bucket.ends_with(&format!("-{RAW_LIST}"));
             if target.contains("x-id=ListParts") && !raw {
                 let text = String::from_utf8_lossy(&bytes)
@@ -850,4 +875,33 @@ async fn the_copy_command_is_idempotent_and_cleans_up() {
     let mut keys = stack.keys_in(&bucket).await;
     keys.sort();
     assert_eq!(keys, ["cli/a.mp4", "cli/b.mp4"]);
+}
+
+/// S3 fails a streamed part (after taking its body): the copy goes on from the part S3 holds
+/// with a Range request for the rest, and stores one byte-exact object, no upload left open.
+#[tokio::test]
+async fn a_failed_part_goes_on_from_the_parts_s3_holds() {
+    let stack = Stack::start("part_fail").await;
+    let bucket = stack.create_bucket(PART_FAIL).await;
+    let proxy = s3_proxy(stack.s3.endpoint.clone()).await;
+    let mut cmd = stack.command("copy");
+    cmd.env("AWS_ENDPOINT_URL", &proxy)
+        .env("GROK_S3_PART_SIZE_MIB", "5")
+        .arg(format!("{}/files/{LARGE}", stack.sim.url))
+        .arg(format!("s3://{bucket}/a.mp4"));
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run copy"))
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("a part failed; going on from the parts S3 holds"),
+        "{log}"
+    );
+    assert!(log.contains("resuming the earlier upload"), "{log}");
+    let large = std::fs::read(fixture(LARGE)).unwrap();
+    let (bytes, meta) = stack.object_in(&bucket, "a.mp4").await;
+    assert!(bytes == large, "stored bytes differ from the source");
+    assert_eq!(meta["sha256"], sha256_hex(&large));
+    assert_eq!(stack.open_uploads_in(&bucket).await, 0);
 }
