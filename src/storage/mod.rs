@@ -209,7 +209,21 @@ impl Storage {
                         from_byte = checkpoint.committed_bytes, "a part failed; going on from the parts S3 holds");
                     resume = Some(checkpoint);
                 }
-                Err(Failed { error, .. }) => return Err(error),
+                Err(Failed { error, .. }) => {
+                    // An attempt that failed before it took over the kept upload (a refused
+                    // HeadObject, say) left it open: abort it (gone already is fine).
+                    let checkpoint = progress.snapshot();
+                    if retries > 0 && !checkpoint.upload_id.is_empty() {
+                        upload::abort_id(
+                            &self.s3,
+                            &checkpoint.bucket,
+                            &checkpoint.key,
+                            &checkpoint.upload_id,
+                        )
+                        .await;
+                    }
+                    return Err(error);
+                }
             }
         }
     }
