@@ -94,10 +94,7 @@ impl Storage {
         if let Some(endpoint) = &config.endpoint_url {
             s3 = s3.endpoint_url(endpoint);
         }
-        if !matches!(
-            shared.request_checksum_calculation(),
-            Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-        ) {
+        if upload::checksums_on(shared.request_checksum_calculation()) {
             s3 = s3.interceptor(signing::UnsignedStreamingOverHttp);
         }
         let policy = UrlPolicy {
@@ -265,7 +262,7 @@ impl Storage {
                 tracing::info!(task_id = %job.task_id, upload_id = %cp.upload_id, from_byte = cp.committed_bytes, "resuming the earlier upload");
             }
         }
-        let (response, upload, hasher, mut total, expected, mut sniffed) = match start {
+        let (response, upload, hasher, mut total, expected, sniffed) = match start {
             Some(r) => r,
             None => {
                 let response = tokio::select! {
@@ -333,8 +330,9 @@ impl Storage {
             parts,
         };
         sink.record();
-        // The first bytes, held until they show an MP4 (nothing is uploaded before).
-        let mut head: Vec<Bytes> = Vec::new();
+        // The first bytes, held until they show an MP4 (nothing is uploaded before); none for
+        // a resumed copy, whose start was sniffed by the attempt that began it.
+        let mut head = (!sniffed).then(Vec::new);
         let result: Result<StoredVideo, StorageError> = async {
             if let Some(len) = expected
                 && len > self.config.max_video_bytes
@@ -405,25 +403,17 @@ impl Storage {
                     });
                 }
                 progress.bytes.store(total, Ordering::Relaxed);
-                if sniffed {
-                    sink.write(chunk).await?;
-                    continue;
-                }
-                head.push(chunk);
-                if head.iter().map(Bytes::len).sum::<usize>() >= SNIFF_BYTES {
-                    sniff(&start_of(&head), &shown)?;
-                    sniffed = true;
-                    for chunk in std::mem::take(&mut head) {
-                        sink.write(chunk).await?;
+                match &mut head {
+                    None => sink.write(chunk).await?,
+                    Some(held) => {
+                        held.push(chunk);
+                        if held.iter().map(Bytes::len).sum::<usize>() >= SNIFF_BYTES {
+                            sink.write_head(head.take()).await?;
+                        }
                     }
                 }
             }
-            if !sniffed {
-                sniff(&start_of(&head), &shown)?;
-                for chunk in std::mem::take(&mut head) {
-                    sink.write(chunk).await?;
-                }
-            }
+            sink.write_head(head.take()).await?;
             if let Some(len) = expected
                 && len != total
             {
@@ -723,14 +713,6 @@ fn with_suffix(key: &str, n: u32) -> String {
 /// Bytes sniffed before anything is uploaded.
 const SNIFF_BYTES: usize = 12;
 
-/// The first bytes of `head`, enough to sniff.
-fn start_of(head: &[Bytes]) -> Vec<u8> {
-    head.iter()
-        .flat_map(|b| b.iter().copied())
-        .take(16)
-        .collect()
-}
-
 /// Where a copy's bytes go: hashed, then into parts.
 struct Sink<'a> {
     storage: &'a Storage,
@@ -755,6 +737,23 @@ enum Parts {
 }
 
 impl Sink<'_> {
+    /// Sniffs the held first bytes (if still held) and writes them.
+    async fn write_head(&mut self, head: Option<Vec<Bytes>>) -> Result<(), StorageError> {
+        let Some(head) = head else {
+            return Ok(());
+        };
+        let start: Vec<u8> = head
+            .iter()
+            .flat_map(|b| b.iter().copied())
+            .take(16)
+            .collect();
+        sniff(&start, self.shown)?;
+        for chunk in head {
+            self.write(chunk).await?;
+        }
+        Ok(())
+    }
+
     /// Hashes `chunk` and adds it to the parts, sending each part as it fills (streamed: as
     /// the bytes come).
     async fn write(&mut self, mut chunk: Bytes) -> Result<(), StorageError> {

@@ -42,12 +42,7 @@ impl Intercept for UnsignedStreamingOverHttp {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request_mut();
-        if request.body().bytes().is_some() {
-            return Ok(());
-        }
-        if let Some(rest) = request.uri().strip_prefix("http:") {
-            let uri = format!("https:{rest}");
-            request.set_uri(uri)?;
+        if request.body().bytes().is_none() && swap_scheme(request, "http:", "https:")? {
             cfg.interceptor_state().store_put(PlainHttp);
         }
         Ok(())
@@ -60,14 +55,24 @@ impl Intercept for UnsignedStreamingOverHttp {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if cfg.load::<PlainHttp>().is_some() {
-            let request = context.request_mut();
-            if let Some(rest) = request.uri().strip_prefix("https:") {
-                let uri = format!("http:{rest}");
-                request.set_uri(uri)?;
-            }
+            swap_scheme(context.request_mut(), "https:", "http:")?;
         }
         Ok(())
     }
+}
+
+/// Gives a request whose URI starts with `from` the scheme `to`; whether it did.
+fn swap_scheme(
+    request: &mut aws_sdk_s3::config::http::HttpRequest,
+    from: &str,
+    to: &str,
+) -> Result<bool, BoxError> {
+    let Some(rest) = request.uri().strip_prefix(from) else {
+        return Ok(false);
+    };
+    let uri = format!("{to}{rest}");
+    request.set_uri(uri)?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -408,10 +408,12 @@ fn part_checksum(s3: &Client) -> Option<ChecksumAlgorithm> {
 /// it for SigV4 would read every byte a second time for no further protection. With
 /// `when_required` bodies carry no checksum, and the signed payload hash stays their check.
 pub(super) fn checksummed(s3: &Client) -> bool {
-    !matches!(
-        s3.config().request_checksum_calculation(),
-        Some(RequestChecksumCalculation::WhenRequired)
-    )
+    checksums_on(s3.config().request_checksum_calculation().copied())
+}
+
+/// Whether a `request_checksum_calculation` setting puts checksums on request bodies.
+pub(super) fn checksums_on(setting: Option<RequestChecksumCalculation>) -> bool {
+    !matches!(setting, Some(RequestChecksumCalculation::WhenRequired))
 }
 
 /// Records the final metadata (with the hash, known only at the end of a multipart upload)

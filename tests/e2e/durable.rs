@@ -136,25 +136,17 @@ async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
         },
     )
     .await;
-    let out = stack.temporal.cli(&[
-        "workflow",
-        "list",
-        "--query",
-        &format!("GrokTaskId='{task}'"),
-    ]);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(&task)),
+        lists(&stack, &format!("GrokTaskId='{task}'"), &task),
         "found by GrokTaskId"
     );
     // Waiting on its timer: GrokPhase says so, and the worker's gauge counts it.
-    let out = stack.temporal.cli(&[
-        "workflow",
-        "list",
-        "--query",
-        &format!("GrokTaskId='{task}' AND GrokPhase='waiting'"),
-    ]);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(&task)),
+        lists(
+            &stack,
+            &format!("GrokTaskId='{task}' AND GrokPhase='waiting'"),
+            &task
+        ),
         "found by GrokPhase"
     );
     eventually(
@@ -180,15 +172,19 @@ async fn poll_now_wakes_the_timer_and_search_attributes_find_the_task() {
         || async { phase_gauge("waiting").await == Some(0.0) },
     )
     .await;
-    let out = stack.temporal.cli(&[
-        "workflow",
-        "list",
-        "--query",
+    assert!(lists(
+        &stack,
         &format!(
             "GrokTaskId='{task}' AND GrokProviderStatus='completed' AND GrokModel='grok_video3'"
         ),
-    ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(&task)));
+        &task
+    ));
+}
+
+/// Whether `temporal workflow list --query QUERY` lists the archive workflow of `task`.
+fn lists(stack: &Stack, query: &str, task: &str) -> bool {
+    let out = stack.temporal.cli(&["workflow", "list", "--query", query]);
+    String::from_utf8_lossy(&out.stdout).contains(&archive_workflow_id(task))
 }
 
 #[tokio::test]
